@@ -1,0 +1,197 @@
+// Package pool runs task handlers on a bounded set of goroutines, the counterpart of
+// Celery's prefork, eventlet and gevent pools. A job gets a context that is cancelled at
+// its soft time limit; at its hard time limit the pool stops waiting for it, reports
+// ErrTimeLimitExceeded and frees the slot.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/ants/v2"
+)
+
+var (
+	// ErrSoftTimeLimitExceeded is the cancellation cause a job's context carries once its
+	// soft time limit has passed.
+	ErrSoftTimeLimitExceeded = errors.New("soft time limit exceeded")
+	// ErrTimeLimitExceeded is reported when a job outlives its hard time limit.
+	ErrTimeLimitExceeded = errors.New("hard time limit exceeded")
+	// ErrStopped is returned by Submit once Stop has been called.
+	ErrStopped = errors.New("pool stopped")
+)
+
+// PanicError is the error of a job whose function panicked.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// Job is one unit of work.
+type Job struct {
+	// Run does the work. Its context is cancelled at the soft limit (cause
+	// ErrSoftTimeLimitExceeded), at the hard limit, or when the pool is killed.
+	Run func(ctx context.Context) (any, error)
+	// SoftLimit and HardLimit are measured from the start of Run; zero means none.
+	SoftLimit, HardLimit time.Duration
+	// Done receives the outcome exactly once, on the pool's goroutine.
+	Done func(Outcome)
+}
+
+// Outcome is what became of a job.
+type Outcome struct {
+	Value   any
+	Err     error // a *PanicError, ErrTimeLimitExceeded (wrapped), or Run's own error
+	Started time.Time
+	Runtime time.Duration
+}
+
+// Stats is a snapshot of the pool's counters.
+type Stats struct {
+	Capacity  int
+	Running   int
+	Completed uint64
+	Abandoned uint64 // jobs left running past their hard limit
+}
+
+// Pool is a bounded goroutine pool. The zero value is not usable; call New.
+type Pool struct {
+	slots   chan struct{} // a token per running job: Submit blocks here, honouring its context
+	workers *ants.Pool
+	base    context.Context
+	kill    context.CancelFunc
+
+	wg        sync.WaitGroup
+	completed atomic.Uint64
+	abandoned atomic.Uint64
+	stopped   atomic.Bool
+}
+
+// New returns a pool running at most size jobs at once.
+func New(size int) (*Pool, error) {
+	if size < 1 {
+		return nil, fmt.Errorf("pool: size must be at least 1, got %d", size)
+	}
+	// The slots channel bounds concurrency, so ants never has to block or refuse.
+	workers, err := ants.NewPool(size, ants.WithExpiryDuration(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("pool: %w", err)
+	}
+	base, kill := context.WithCancel(context.Background())
+	return &Pool{slots: make(chan struct{}, size), workers: workers, base: base, kill: kill}, nil
+}
+
+// Submit waits for a free slot (or ctx) and starts the job. It returns an error only when
+// the job was not started; then Done is not called.
+func (p *Pool) Submit(ctx context.Context, job Job) error {
+	if p.stopped.Load() {
+		return ErrStopped
+	}
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	p.wg.Add(1)
+	if err := p.workers.Submit(func() { p.run(job) }); err != nil {
+		<-p.slots
+		p.wg.Done()
+		return fmt.Errorf("pool: %w", err)
+	}
+	return nil
+}
+
+func (p *Pool) run(job Job) {
+	defer func() {
+		<-p.slots
+		p.completed.Add(1)
+		p.wg.Done()
+	}()
+	ctx, cancel := p.jobContext(job)
+	defer cancel()
+	start := time.Now()
+	if job.HardLimit <= 0 {
+		v, err := call(ctx, job.Run)
+		job.Done(Outcome{Value: v, Err: err, Started: start, Runtime: time.Since(start)})
+		return
+	}
+	// With a hard limit the function runs on its own goroutine so that this slot can be
+	// given back when the limit passes; Go cannot kill a goroutine, so a handler that
+	// ignores its context keeps running unseen (counted in Stats.Abandoned).
+	type result struct {
+		v   any
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := call(ctx, job.Run)
+		ch <- result{v, err}
+	}()
+	timer := time.NewTimer(job.HardLimit)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		job.Done(Outcome{Value: r.v, Err: r.err, Started: start, Runtime: time.Since(start)})
+	case <-timer.C:
+		p.abandoned.Add(1)
+		job.Done(Outcome{
+			Err:     fmt.Errorf("%w (%gs)", ErrTimeLimitExceeded, job.HardLimit.Seconds()),
+			Started: start, Runtime: time.Since(start),
+		})
+	}
+}
+
+func (p *Pool) jobContext(job Job) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(p.base)
+	if job.SoftLimit <= 0 || (job.HardLimit > 0 && job.SoftLimit >= job.HardLimit) {
+		return ctx, cancel
+	}
+	soft, cancelSoft := context.WithTimeoutCause(ctx, job.SoftLimit, ErrSoftTimeLimitExceeded)
+	return soft, func() { cancelSoft(); cancel() }
+}
+
+// call runs fn, turning a panic into a *PanicError.
+func call(ctx context.Context, fn func(context.Context) (any, error)) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = nil, &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return fn(ctx)
+}
+
+// Stats returns the pool's counters.
+func (p *Pool) Stats() Stats {
+	return Stats{
+		Capacity:  cap(p.slots),
+		Running:   len(p.slots),
+		Completed: p.completed.Load(),
+		Abandoned: p.abandoned.Load(),
+	}
+}
+
+// Stop refuses new jobs and waits until the running ones have reported, or ctx is done;
+// then it cancels whatever still runs and releases the goroutines. It returns ctx.Err()
+// when it had to give up waiting.
+func (p *Pool) Stop(ctx context.Context) error {
+	p.stopped.Store(true)
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	p.kill()
+	// ReleaseTimeout, unlike Release, also waits for ants' own housekeeping goroutines.
+	_ = p.workers.ReleaseTimeout(3 * time.Second)
+	return err
+}
