@@ -1,0 +1,510 @@
+// Package prefetch is the AMQP side of the worker: it connects (and reconnects) to
+// RabbitMQ, declares queues exactly as Celery does, consumes them with per-consumer QoS,
+// hands each delivery to the worker and batches the acknowledgements.
+package prefetch
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.uber.org/zap"
+)
+
+// ErrPermanent marks connection failures that retrying cannot fix: refused credentials,
+// a missing vhost, a certificate the peer does not trust, a queue declared with other
+// arguments. The worker exits on them instead of retrying forever.
+var ErrPermanent = errors.New("permanent broker error")
+
+// Queue is a queue to consume, with its exchange and binding, declared the way Celery
+// declares it so neither side ever gets 406 PRECONDITION_FAILED.
+type Queue struct {
+	Name         string
+	Exchange     string // "" = the default exchange: nothing to declare or bind
+	ExchangeType string // "direct" when empty
+	RoutingKey   string
+	Durable      bool
+	AutoDelete   bool
+	Exclusive    bool
+	Args         amqp.Table // x-max-priority, x-queue-type, ...
+}
+
+// CeleryQueue is the queue Celery creates for `-Q name` when task_queues does not name it:
+// a durable direct exchange and a durable queue of the same name, bound by that name.
+func CeleryQueue(name string, maxPriority int) Queue {
+	q := Queue{Name: name, Exchange: name, ExchangeType: "direct", RoutingKey: name, Durable: true}
+	if maxPriority > 0 {
+		q.Args = amqp.Table{"x-max-priority": int32(maxPriority)}
+	}
+	return q
+}
+
+// Config configures a Consumer.
+type Config struct {
+	URLs           []string    // AMQP URIs, tried round-robin (Celery's failover strategy)
+	TLS            *tls.Config // nil = plain unless the URI is amqps
+	Heartbeat      time.Duration
+	ConnectTimeout time.Duration
+	Queues         []Queue
+	Prefetch       int           // per consumer; 0 = unlimited
+	MaxAckHold     time.Duration // how long a finished delivery may wait behind a slower one
+	ConnectionName string        // shown in the RabbitMQ management UI
+	MinBackoff     time.Duration
+	MaxBackoff     time.Duration
+	Logger         *zap.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 60 * time.Second
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 4 * time.Second
+	}
+	if c.MaxAckHold == 0 {
+		c.MaxAckHold = 100 * time.Millisecond
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = 200 * time.Millisecond
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// Delivery is one message taken from a queue. Exactly one of Ack or Reject should be
+// called; after a reconnect both are no-ops, because the broker has already put the
+// message back.
+type Delivery struct {
+	Queue           string
+	Exchange        string
+	RoutingKey      string
+	Redelivered     bool
+	ContentType     string
+	ContentEncoding string
+	Headers         amqp.Table
+	Body            []byte
+	CorrelationID   string
+	ReplyTo         string
+	Priority        uint8
+	Tag             uint64
+
+	acker *acker
+}
+
+// Ack acknowledges the delivery (batched with its neighbours).
+func (d *Delivery) Ack() { d.acker.ack(d.Tag) }
+
+// Reject rejects the delivery at once; requeue puts it back in its queue.
+func (d *Delivery) Reject(requeue bool) { d.acker.nack(d.Tag, requeue) }
+
+// Handler receives deliveries, one goroutine per queue. It may block, which is how
+// back-pressure reaches the broker: RabbitMQ stops sending at the prefetch limit. ctx
+// is cancelled when consuming stops; a handler that gives up then should leave the
+// delivery unsettled.
+type Handler func(ctx context.Context, d *Delivery)
+
+// Consumer owns the broker connection.
+type Consumer struct {
+	cfg Config
+	log *zap.Logger
+
+	stopConsuming context.CancelFunc
+	consumeCtx    context.Context
+	closing       chan struct{}
+	done          chan struct{}
+	closeOnce     sync.Once
+
+	mu   sync.Mutex
+	conn *amqp.Connection // current connection, nil while reconnecting
+}
+
+// New checks cfg and returns a Consumer; nothing connects until Start.
+func New(cfg Config) (*Consumer, error) {
+	if len(cfg.URLs) == 0 {
+		return nil, errors.New("prefetch: no broker URL")
+	}
+	if len(cfg.Queues) == 0 {
+		return nil, errors.New("prefetch: no queue to consume")
+	}
+	for _, u := range cfg.URLs {
+		if _, err := amqp.ParseURI(u); err != nil {
+			return nil, fmt.Errorf("prefetch: broker URL: %w", err)
+		}
+	}
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Consumer{
+		cfg: cfg, log: cfg.Logger,
+		consumeCtx: ctx, stopConsuming: cancel,
+		closing: make(chan struct{}), done: make(chan struct{}),
+	}, nil
+}
+
+// Start connects, declares the queues and starts consuming. The first connection is
+// retried with backoff until ctx is done, except for permanent errors, which are
+// returned. Later connection losses are retried in the background for ever.
+func (c *Consumer) Start(ctx context.Context, handle Handler) error {
+	s, err := c.connectRetrying(ctx)
+	if err != nil {
+		c.stopConsuming()
+		close(c.done)
+		return err
+	}
+	go c.supervise(s, handle)
+	return nil
+}
+
+// StopConsuming cancels the consumers: no new deliveries arrive, but the connection
+// stays open so that tasks already running can still be acknowledged.
+func (c *Consumer) StopConsuming() { c.stopConsuming() }
+
+// Close stops consuming, closes the connection (the broker requeues whatever is
+// unacknowledged) and waits for the consumer's goroutines.
+func (c *Consumer) Close() error {
+	c.stopConsuming()
+	c.closeOnce.Do(func() { close(c.closing) })
+	<-c.done
+	return nil
+}
+
+type session struct {
+	conn    *amqp.Connection
+	ackers  []*acker
+	closed  chan *amqp.Error // the connection's close notification
+	chClose chan *amqp.Error // any channel's close notification
+	wg      sync.WaitGroup   // delivery loops
+}
+
+func (c *Consumer) supervise(s *session, handle Handler) {
+	defer close(c.done)
+	attempt := 0
+	for {
+		lost := c.serve(s, handle)
+		if !lost {
+			return
+		}
+		for {
+			attempt++
+			delay := backoff(attempt, c.cfg.MinBackoff, c.cfg.MaxBackoff)
+			select {
+			case <-c.closing:
+				return
+			case <-time.After(delay):
+			}
+			var err error
+			s, err = c.connect(c.consumeCtx, attempt)
+			if err == nil {
+				c.log.Info("broker connection restored", zap.Int("attempts", attempt))
+				attempt = 0
+				break
+			}
+			if c.consumeCtx.Err() != nil {
+				<-c.closing
+				return
+			}
+			c.log.Warn("broker reconnect failed", zap.Int("attempt", attempt),
+				zap.Duration("next_in", backoff(attempt+1, c.cfg.MinBackoff, c.cfg.MaxBackoff)), zap.Error(err))
+		}
+	}
+}
+
+// serve runs one session until the connection is lost (true) or Close is called (false).
+func (c *Consumer) serve(s *session, handle Handler) (lost bool) {
+	ticker := time.NewTicker(c.cfg.MaxAckHold / 2)
+	defer ticker.Stop()
+	for i, q := range c.cfg.Queues {
+		s.wg.Add(1)
+		go c.deliverLoop(s, i, q, handle)
+	}
+	end := func() {
+		for _, a := range s.ackers {
+			a.close()
+		}
+		c.mu.Lock()
+		c.conn = nil
+		c.mu.Unlock()
+		_ = s.conn.Close()
+		s.wg.Wait()
+	}
+	for {
+		select {
+		case <-ticker.C:
+			for _, a := range s.ackers {
+				a.tick()
+			}
+		case err := <-s.closed:
+			c.log.Warn("broker connection lost; reconnecting", zap.Error(err))
+			end()
+			return true
+		case err := <-s.chClose:
+			if c.consumeCtx.Err() != nil && err == nil {
+				continue // a channel closed by our own cancel
+			}
+			c.log.Warn("broker channel closed; reconnecting", zap.Error(err))
+			end()
+			return true
+		case <-c.closing:
+			for _, a := range s.ackers {
+				a.flush(false)
+			}
+			end()
+			return false
+		}
+	}
+}
+
+func (c *Consumer) deliverLoop(s *session, i int, q Queue, handle Handler) {
+	defer s.wg.Done()
+	ch, err := s.conn.Channel()
+	if err != nil {
+		c.reportChannelError(s, err)
+		return
+	}
+	ch.NotifyClose(forward(s.chClose))
+	if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
+		c.reportChannelError(s, err)
+		return
+	}
+	a := s.ackers[i]
+	a.ch = ch
+	tag := fmt.Sprintf("ccworker-%s-%d", q.Name, i)
+	msgs, err := ch.ConsumeWithContext(c.consumeCtx, q.Name, tag, false, false, false, false, nil)
+	if err != nil {
+		c.reportChannelError(s, err)
+		return
+	}
+	for m := range msgs {
+		a.track(m.DeliveryTag)
+		if c.consumeCtx.Err() != nil {
+			continue // arrived after the cancel: leave it for the broker to requeue
+		}
+		handle(c.consumeCtx, &Delivery{
+			Queue: q.Name, Exchange: m.Exchange, RoutingKey: m.RoutingKey, Redelivered: m.Redelivered,
+			ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, Headers: m.Headers,
+			Body: m.Body, CorrelationID: m.CorrelationId, ReplyTo: m.ReplyTo, Priority: m.Priority,
+			Tag: m.DeliveryTag, acker: a,
+		})
+	}
+}
+
+func (c *Consumer) reportChannelError(s *session, err error) {
+	var aerr *amqp.Error
+	if !errors.As(err, &aerr) {
+		aerr = &amqp.Error{Code: amqp.ChannelError, Reason: err.Error()}
+	}
+	select {
+	case s.chClose <- aerr:
+	default:
+	}
+}
+
+// forward adapts amqp091's close notifications (closed without a value on a clean
+// close) to a shared channel.
+func forward(dst chan *amqp.Error) chan *amqp.Error {
+	src := make(chan *amqp.Error, 1)
+	go func() {
+		for e := range src {
+			select {
+			case dst <- e:
+			default:
+			}
+		}
+	}()
+	return src
+}
+
+func (c *Consumer) connectRetrying(ctx context.Context) (*session, error) {
+	for attempt := 1; ; attempt++ {
+		s, err := c.connect(ctx, attempt)
+		if err == nil {
+			return s, nil
+		}
+		if errors.Is(err, ErrPermanent) {
+			return nil, err
+		}
+		delay := backoff(attempt, c.cfg.MinBackoff, c.cfg.MaxBackoff)
+		c.log.Warn("cannot reach the broker; retrying", zap.Int("attempt", attempt),
+			zap.Duration("next_in", delay), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("prefetch: giving up connecting: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+	}
+}
+
+func (c *Consumer) connect(ctx context.Context, attempt int) (*session, error) {
+	url := c.cfg.URLs[(attempt-1)%len(c.cfg.URLs)]
+	conn, err := Dial(url, c.cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := Declare(conn, c.cfg.Queues); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	s := &session{
+		conn:    conn,
+		closed:  conn.NotifyClose(make(chan *amqp.Error, 1)),
+		chClose: make(chan *amqp.Error, len(c.cfg.Queues)),
+	}
+	for range c.cfg.Queues {
+		s.ackers = append(s.ackers, newAcker(nil, c.cfg.MaxAckHold, func(err error) {
+			c.log.Debug("ack failed (channel closing)", zap.Error(err))
+		}))
+	}
+	c.mu.Lock()
+	c.conn = conn
+	c.mu.Unlock()
+	return s, nil
+}
+
+// Dial opens a connection with cfg's TLS, heartbeat and timeouts, classifying errors
+// that retrying cannot fix as ErrPermanent.
+func Dial(url string, cfg Config) (*amqp.Connection, error) {
+	cfg.setDefaults()
+	uri, err := amqp.ParseURI(url)
+	if err != nil {
+		return nil, fmt.Errorf("%w: broker URL: %v", ErrPermanent, err)
+	}
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(cfg.ConnectionName)
+	props["product"] = "ccworker"
+	acfg := amqp.Config{
+		Heartbeat:  cfg.Heartbeat,
+		Locale:     "en_US",
+		Properties: props,
+		Dial:       amqp.DefaultDial(cfg.ConnectTimeout),
+	}
+	tlsCfg := cfg.TLS
+	if tlsCfg != nil {
+		tlsCfg = tlsCfg.Clone() // amqp091 fills in ServerName
+	} else if uri.Scheme == "amqps" {
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	var conn *amqp.Connection
+	if tlsCfg != nil {
+		acfg.TLSClientConfig = tlsCfg
+		conn, err = amqp.DialConfig(withScheme(uri, "amqps"), acfg)
+	} else {
+		conn, err = amqp.DialConfig(url, acfg)
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	return conn, nil
+}
+
+// withScheme rewrites the scheme so amqp091 wraps the socket in TLS: Celery users
+// switch TLS on with broker_use_ssl and keep an amqp:// URL (cyberCommons does).
+func withScheme(u amqp.URI, scheme string) string {
+	u.Scheme = scheme
+	return u.String()
+}
+
+// classify marks errors that no retry can fix.
+func classify(err error) error {
+	var aerr *amqp.Error
+	if errors.As(err, &aerr) {
+		switch aerr.Code {
+		case amqp.AccessRefused, amqp.NotAllowed, amqp.PreconditionFailed, amqp.NotFound, amqp.CommandInvalid:
+			return fmt.Errorf("%w: %v", ErrPermanent, err)
+		}
+	}
+	var (
+		unknownAuth x509.UnknownAuthorityError
+		hostname    x509.HostnameError
+		invalid     x509.CertificateInvalidError
+		verify      *tls.CertificateVerificationError
+		alert       tls.AlertError
+		record      tls.RecordHeaderError
+	)
+	if errors.As(err, &unknownAuth) || errors.As(err, &hostname) || errors.As(err, &invalid) ||
+		errors.As(err, &verify) || errors.As(err, &alert) || errors.As(err, &record) {
+		return fmt.Errorf("%w: TLS: %v", ErrPermanent, err)
+	}
+	if errors.Is(err, amqp.ErrSASL) || errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) {
+		return fmt.Errorf("%w: %v", ErrPermanent, err)
+	}
+	return err
+}
+
+// Declare declares each queue's exchange, the queue and its binding, in Celery's order
+// (exchange.declare, queue.declare, queue.bind). A mismatch with an existing queue is a
+// permanent error naming the queue.
+func Declare(conn *amqp.Connection, queues []Queue) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return classify(err)
+	}
+	defer ch.Close()
+	for _, q := range queues {
+		if q.Exchange != "" {
+			kind := q.ExchangeType
+			if kind == "" {
+				kind = amqp.ExchangeDirect
+			}
+			if err := ch.ExchangeDeclare(q.Exchange, kind, q.Durable, q.AutoDelete, false, false, nil); err != nil {
+				return fmt.Errorf("declare exchange %q: %w", q.Exchange, classify(err))
+			}
+		}
+		if _, err := ch.QueueDeclare(q.Name, q.Durable, q.AutoDelete, q.Exclusive, false, q.Args); err != nil {
+			return fmt.Errorf("declare queue %q: %w", q.Name, classify(err))
+		}
+		if q.Exchange != "" {
+			if err := ch.QueueBind(q.Name, q.RoutingKey, q.Exchange, false, nil); err != nil {
+				return fmt.Errorf("bind queue %q to %q: %w", q.Name, q.Exchange, classify(err))
+			}
+		}
+	}
+	return nil
+}
+
+// Purge declares the queues and deletes their waiting messages (celery worker --purge),
+// returning how many were removed.
+func Purge(url string, cfg Config) (int, error) {
+	conn, err := Dial(url, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	if err := Declare(conn, cfg.Queues); err != nil {
+		return 0, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, err
+	}
+	defer ch.Close()
+	total := 0
+	for _, q := range cfg.Queues {
+		n, err := ch.QueuePurge(q.Name, false)
+		if err != nil {
+			return total, fmt.Errorf("purge %q: %w", q.Name, err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// backoff is exponential with full jitter, between min and max.
+func backoff(attempt int, min, max time.Duration) time.Duration {
+	d := min
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return min/2 + rand.N(d-min/2+1)
+}

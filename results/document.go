@@ -1,0 +1,147 @@
+// Package results writes task results into MongoDB the way Celery's MongoDB backend does,
+// in batches: new documents go in unordered bulk inserts and only ids that already exist
+// (retries, redeliveries) are replaced. A record's callback runs once the write holding it
+// is acknowledged, which is when the worker acks the message.
+package results
+
+import (
+	"math"
+	"math/big"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// Celery task states written by the worker.
+const (
+	StatusStarted = "STARTED"
+	StatusSuccess = "SUCCESS"
+	StatusFailure = "FAILURE"
+	StatusRetry   = "RETRY"
+	StatusRevoked = "REVOKED"
+)
+
+// Record is one task's result document.
+type Record struct {
+	TaskID    string
+	Status    string
+	Result    string // the serialized value: JSON text, as result_serializer=json writes it
+	Traceback string // "" is stored as null
+	DateDone  time.Time
+	GroupID   string // stored only when set, as Celery does
+	ParentID  string // stored only when set
+	// The extended fields are always written (null when unknown): Celery 5.3.4+ clients
+	// with result_extended=True subscript them and fail with KeyError when one is missing.
+	Name   string
+	Args   []any
+	Kwargs map[string]any
+	Worker string
+	Retry  int
+	Queue  string
+}
+
+// Ready reports whether the state is final (SUCCESS, FAILURE, REVOKED).
+func (r *Record) Ready() bool {
+	return r.Status == StatusSuccess || r.Status == StatusFailure || r.Status == StatusRevoked
+}
+
+// Document returns the BSON document in Celery's field order (spec §2.3).
+func (r *Record) Document() bson.D {
+	doc := make(bson.D, 0, 14)
+	doc = append(doc,
+		bson.E{Key: "status", Value: r.Status},
+		bson.E{Key: "result", Value: r.Result},
+		bson.E{Key: "traceback", Value: nullString(r.Traceback)},
+		// children holds result tuples, nested arrays that FerretDB refuses; the worker
+		// never spawns children itself, so the empty list Celery writes is exact.
+		bson.E{Key: "children", Value: bson.A{}},
+	)
+	if r.Ready() && !r.DateDone.IsZero() {
+		doc = append(doc, bson.E{Key: "date_done", Value: bson.NewDateTimeFromTime(r.DateDone)})
+	} else {
+		doc = append(doc, bson.E{Key: "date_done", Value: nil})
+	}
+	if r.GroupID != "" {
+		doc = append(doc, bson.E{Key: "group_id", Value: r.GroupID})
+	}
+	if r.ParentID != "" {
+		doc = append(doc, bson.E{Key: "parent_id", Value: r.ParentID})
+	}
+	var args, kwargs any
+	if r.Args != nil {
+		args = portableArray(r.Args)
+	}
+	if r.Kwargs != nil {
+		kwargs = portableValue(r.Kwargs, false)
+	}
+	doc = append(doc,
+		bson.E{Key: "name", Value: nullString(r.Name)},
+		bson.E{Key: "args", Value: args},
+		bson.E{Key: "kwargs", Value: kwargs},
+		bson.E{Key: "worker", Value: nullString(r.Worker)},
+		bson.E{Key: "retries", Value: int32(r.Retry)},
+		bson.E{Key: "queue", Value: nullString(r.Queue)},
+		bson.E{Key: "_id", Value: r.TaskID},
+	)
+	return doc
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func portableArray(a []any) bson.A {
+	out := make(bson.A, len(a))
+	for i, v := range a {
+		out[i] = portableValue(v, true)
+	}
+	return out
+}
+
+// portableValue converts a decoded task argument into BSON that both MongoDB and
+// FerretDB store, and that pymongo reads back as Python would have written it:
+//   - ints that fit in 32 bits become int32, as pymongo writes them;
+//   - integers beyond 64 bits become their decimal string (BSON has no such type);
+//   - an array directly inside an array becomes its JSON-like text, because FerretDB
+//     rejects nested arrays (real MongoDB accepts them; we write only what both accept);
+//   - infinite floats become "Infinity"/"-Infinity", which FerretDB also rejects.
+func portableValue(v any, inArray bool) any {
+	switch x := v.(type) {
+	case int64:
+		if x >= math.MinInt32 && x <= math.MaxInt32 {
+			return int32(x)
+		}
+		return x
+	case int:
+		if x >= math.MinInt32 && x <= math.MaxInt32 {
+			return int32(x)
+		}
+		return int64(x)
+	case *big.Int:
+		return x.String()
+	case float64:
+		if math.IsInf(x, 1) {
+			return "Infinity"
+		}
+		if math.IsInf(x, -1) {
+			return "-Infinity"
+		}
+		return x
+	case []any:
+		if inArray {
+			return textOf(x)
+		}
+		return portableArray(x)
+	case map[string]any:
+		d := make(bson.D, 0, len(x))
+		for _, k := range sortedKeys(x) {
+			d = append(d, bson.E{Key: k, Value: portableValue(x[k], false)})
+		}
+		return d
+	default:
+		return v
+	}
+}

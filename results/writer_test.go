@@ -1,0 +1,235 @@
+package results
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
+
+// fakeStore keeps documents by id and can fail or block on demand.
+type fakeStore struct {
+	mu       sync.Mutex
+	docs     map[string]bson.Raw
+	inserts  []int // batch sizes
+	replaces []int
+	failNext int   // whole-command failures to return
+	refuse   string // an id whose document is refused (not a duplicate)
+	block    chan struct{}
+}
+
+func newFakeStore() *fakeStore { return &fakeStore{docs: map[string]bson.Raw{}} }
+
+func (s *fakeStore) InsertMany(_ context.Context, docs []bson.Raw) (map[int]error, error) {
+	if s.block != nil {
+		<-s.block
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failNext > 0 {
+		s.failNext--
+		return nil, errors.New("connection refused")
+	}
+	s.inserts = append(s.inserts, len(docs))
+	refused := map[int]error{}
+	for i, d := range docs {
+		id := d.Lookup("_id").StringValue()
+		if id == s.refuse && d.Lookup("status").StringValue() != StatusFailure {
+			refused[i] = mongo.WriteException{WriteErrors: mongo.WriteErrors{{Index: i, Code: 2, Message: "nested arrays are not supported"}}}
+			continue
+		}
+		if _, ok := s.docs[id]; ok {
+			refused[i] = mongo.WriteException{WriteErrors: mongo.WriteErrors{{Index: i, Code: 11000, Message: "E11000 duplicate key"}}}
+			continue
+		}
+		s.docs[id] = d
+	}
+	return refused, nil
+}
+
+func (s *fakeStore) ReplaceMany(_ context.Context, ids []string, docs []bson.Raw) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.replaces = append(s.replaces, len(ids))
+	for i, id := range ids {
+		s.docs[id] = docs[i]
+	}
+	return nil
+}
+
+func (s *fakeStore) status(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.docs[id]
+	if !ok {
+		return ""
+	}
+	return d.Lookup("status").StringValue()
+}
+
+func rec(id, status string) *Record {
+	return &Record{TaskID: id, Status: status, Result: "null", DateDone: time.Now()}
+}
+
+func startWriter(t *testing.T, s Store, cfg Config) *Writer {
+	t.Helper()
+	w := NewWriter(s, cfg)
+	w.Start()
+	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+	return w
+}
+
+func writeAll(t *testing.T, w *Writer, recs ...*Record) <-chan error {
+	t.Helper()
+	ch := make(chan error, len(recs))
+	for _, r := range recs {
+		require.NoError(t, w.Write(context.Background(), r, func(err error) { ch <- err }))
+	}
+	return ch
+}
+
+func TestFlushesOnSize(t *testing.T) {
+	s := newFakeStore()
+	w := startWriter(t, s, Config{BatchSize: 4, FlushInterval: time.Hour})
+	var recs []*Record
+	for i := range 8 {
+		recs = append(recs, rec(fmt.Sprint(i), StatusSuccess))
+	}
+	done := writeAll(t, w, recs...)
+	for range 8 {
+		require.NoError(t, <-done)
+	}
+	require.Equal(t, []int{4, 4}, s.inserts)
+}
+
+func TestFlushesOnInterval(t *testing.T) {
+	s := newFakeStore()
+	w := startWriter(t, s, Config{BatchSize: 100, FlushInterval: 10 * time.Millisecond})
+	done := writeAll(t, w, rec("a", StatusSuccess))
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("not flushed by the interval")
+	}
+	require.Equal(t, StatusSuccess, s.status("a"))
+}
+
+func TestExistingIdsAreReplacedNotDuplicated(t *testing.T) {
+	s := newFakeStore()
+	w := startWriter(t, s, Config{BatchSize: 1})
+	require.NoError(t, <-writeAll(t, w, rec("x", StatusRetry)))
+	require.NoError(t, <-writeAll(t, w, rec("x", StatusSuccess)))
+	require.Equal(t, StatusSuccess, s.status("x"))
+	require.Equal(t, []int{1}, s.replaces)
+}
+
+func TestLastRecordOfAnIdInABatchWins(t *testing.T) {
+	s := newFakeStore()
+	w := startWriter(t, s, Config{BatchSize: 3, FlushInterval: time.Hour})
+	done := writeAll(t, w, rec("x", StatusRetry), rec("y", StatusSuccess), rec("x", StatusSuccess))
+	for range 3 {
+		require.NoError(t, <-done)
+	}
+	require.Equal(t, StatusSuccess, s.status("x"))
+	require.Equal(t, []int{2}, s.inserts)
+}
+
+func TestReplacesAreCapped(t *testing.T) {
+	s := newFakeStore()
+	w := startWriter(t, s, Config{BatchSize: 100, FlushInterval: time.Hour})
+	var recs []*Record
+	for i := range 100 {
+		recs = append(recs, rec(fmt.Sprint(i), StatusRetry))
+	}
+	done := writeAll(t, w, recs...)
+	for range 100 {
+		require.NoError(t, <-done)
+	}
+	for _, r := range recs {
+		r.Status = StatusSuccess
+	}
+	done = writeAll(t, w, recs...)
+	for range 100 {
+		require.NoError(t, <-done)
+	}
+	require.Equal(t, []int{40, 40, 20}, s.replaces, "no replace command reaches FerretDB's 50-statement hang")
+}
+
+func TestRefusedDocumentIsReplacedByAFailure(t *testing.T) {
+	s := newFakeStore()
+	s.refuse = "bad"
+	w := startWriter(t, s, Config{BatchSize: 2, FlushInterval: time.Hour})
+	done := writeAll(t, w, rec("bad", StatusSuccess), rec("good", StatusSuccess))
+	require.NoError(t, <-done)
+	require.NoError(t, <-done)
+	require.Equal(t, StatusFailure, s.status("bad"))
+	require.Contains(t, s.docs["bad"].Lookup("result").StringValue(), "ResultStoreError")
+	require.Equal(t, StatusSuccess, s.status("good"))
+}
+
+func TestFailedFlushIsRetriedAndNotAnsweredMeanwhile(t *testing.T) {
+	s := newFakeStore()
+	s.failNext = 3
+	w := startWriter(t, s, Config{BatchSize: 1, MinBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	done := writeAll(t, w, rec("r", StatusSuccess))
+	require.NoError(t, <-done)
+	require.Equal(t, StatusSuccess, s.status("r"))
+	require.Zero(t, s.failNext)
+}
+
+func TestBackPressureBlocksWrite(t *testing.T) {
+	s := newFakeStore()
+	s.block = make(chan struct{})
+	w := NewWriter(s, Config{BatchSize: 2, FlushInterval: time.Millisecond})
+	w.Start()
+	// One batch is stuck in the store; the queue behind it holds BatchSize more.
+	accepted := 0
+	for i := range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err := w.Write(ctx, rec(fmt.Sprint(i), StatusSuccess), func(error) {})
+		cancel()
+		if err != nil {
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			break
+		}
+		accepted++
+	}
+	require.Less(t, accepted, 10)
+	require.LessOrEqual(t, accepted, 2+2+1)
+	close(s.block)
+	require.NoError(t, w.Stop(context.Background()))
+}
+
+func TestStopFlushesQueuedRecords(t *testing.T) {
+	s := newFakeStore()
+	w := NewWriter(s, Config{BatchSize: 100, FlushInterval: time.Hour})
+	w.Start()
+	done := writeAll(t, w, rec("a", StatusSuccess), rec("b", StatusFailure))
+	require.NoError(t, w.Stop(context.Background()))
+	require.NoError(t, <-done)
+	require.NoError(t, <-done)
+	require.Equal(t, StatusFailure, s.status("b"))
+	require.ErrorIs(t, w.Write(context.Background(), rec("c", StatusSuccess), func(error) {}), ErrClosed)
+}
+
+func TestStopGivesUpOnADeadStore(t *testing.T) {
+	s := newFakeStore()
+	s.failNext = 1 << 30
+	w := NewWriter(s, Config{BatchSize: 1, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
+	w.Start()
+	done := writeAll(t, w, rec("a", StatusSuccess))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, w.Stop(ctx), context.DeadlineExceeded)
+	require.ErrorIs(t, <-done, ErrClosed)
+}
