@@ -1,0 +1,145 @@
+package protocol
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// maxReprLen is Celery's saferepr limit for argsrepr/kwargsrepr.
+const maxReprLen = 1024
+
+// pyRepr approximates Python's repr of args (as a tuple when tuple is set)
+// or kwargs, for the argsrepr/kwargsrepr headers, which are only shown to
+// people (logs, flower). Map keys are sorted since Go maps have no order.
+func pyRepr(v any, tuple bool) string {
+	var b []byte
+	if a, ok := v.([]any); ok && tuple {
+		b = append(b, '(')
+		for i, e := range a {
+			if i > 0 {
+				b = append(b, ", "...)
+			}
+			b = appendRepr(b, e, 0)
+		}
+		if len(a) == 1 {
+			b = append(b, ',')
+		}
+		b = append(b, ')')
+	} else {
+		b = appendRepr(b, v, 0)
+	}
+	if len(b) > maxReprLen {
+		cut := maxReprLen - 3
+		for cut > 0 && !utf8.RuneStart(b[cut]) {
+			cut--
+		}
+		b = append(b[:cut], "..."...)
+	}
+	return string(b)
+}
+
+func appendRepr(b []byte, v any, depth int) []byte {
+	if depth > 20 || len(b) > maxReprLen {
+		return append(b, "..."...)
+	}
+	switch x := v.(type) {
+	case nil:
+		return append(b, "None"...)
+	case bool:
+		if x {
+			return append(b, "True"...)
+		}
+		return append(b, "False"...)
+	case int64:
+		return strconv.AppendInt(b, x, 10)
+	case int:
+		return strconv.AppendInt(b, int64(x), 10)
+	case *big.Int:
+		if x == nil {
+			return append(b, "None"...)
+		}
+		return x.Append(b, 10)
+	case float64:
+		switch {
+		case math.IsNaN(x):
+			return append(b, "nan"...)
+		case math.IsInf(x, 1):
+			return append(b, "inf"...)
+		case math.IsInf(x, -1):
+			return append(b, "-inf"...)
+		}
+		return appendPyFloat(b, x)
+	case string:
+		return appendPyStr(b, x)
+	case []byte:
+		return append(append(b, 'b'), appendPyStr(nil, string(x))...)
+	case time.Time:
+		return append(b, fmt.Sprintf("datetime.datetime(%d, %d, %d, %d, %d, %d, %d, tzinfo=datetime.timezone.utc)",
+			x.Year(), x.Month(), x.Day(), x.Hour(), x.Minute(), x.Second(), x.Nanosecond()/1000)...)
+	case []any:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ", "...)
+			}
+			b = appendRepr(b, e, depth+1)
+		}
+		return append(b, ']')
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ", "...)
+			}
+			b = appendPyStr(b, k)
+			b = append(b, ": "...)
+			b = appendRepr(b, x[k], depth+1)
+		}
+		return append(b, '}')
+	}
+	return fmt.Appendf(b, "%v", v)
+}
+
+// appendPyStr writes s quoted the way Python's str.__repr__ does.
+func appendPyStr(b []byte, s string) []byte {
+	q := byte('\'')
+	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
+		q = '"'
+	}
+	b = append(b, q)
+	for _, r := range s {
+		switch {
+		case r == rune(q) || r == '\\':
+			b = append(b, '\\', byte(r))
+		case r == '\n':
+			b = append(b, `\n`...)
+		case r == '\r':
+			b = append(b, `\r`...)
+		case r == '\t':
+			b = append(b, `\t`...)
+		case r < 0x20 || r == 0x7f:
+			b = fmt.Appendf(b, `\x%02x`, r)
+		case r < 0x7f || unicode.IsPrint(r):
+			b = utf8.AppendRune(b, r)
+		case r <= 0xff:
+			b = fmt.Appendf(b, `\x%02x`, r)
+		case r <= 0xffff:
+			b = fmt.Appendf(b, `\u%04x`, r)
+		default:
+			b = fmt.Appendf(b, `\U%08x`, r)
+		}
+	}
+	return append(b, q)
+}
