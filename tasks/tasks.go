@@ -1,0 +1,135 @@
+// Package tasks is the registry of what ccworker can run: task name → handler. It holds
+// the handler API for people who build their own binary, the Python-visible exceptions a
+// handler can raise, and the built-in tasks of the stock binary.
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/ccworker/ccworker/protocol"
+)
+
+// Call is one invocation of a task, as its handler sees it.
+type Call struct {
+	Args    []any
+	Kwargs  map[string]any
+	Request *protocol.Request // id, retries, eta, parent... of the message
+	// Hostname is the worker's node name (Celery's self.request.hostname).
+	Hostname string
+}
+
+// Handler runs a task. Its context is cancelled at the soft time limit (the cause is
+// then pool.ErrSoftTimeLimitExceeded) or when the worker is shutting down for good. The
+// value it returns is stored as the task's result (JSON: nil, bool, numbers, strings,
+// slices, maps); an error is stored as a FAILURE, as the Python exception an *Exception
+// describes, or as builtins.Exception for any other error.
+type Handler func(ctx context.Context, c *Call) (any, error)
+
+// Exception is an error that reaches Python clients as a given exception class:
+// AsyncResult.get() raises Module.Type(*Args).
+type Exception struct {
+	Module string // e.g. "builtins", "myapp.errors"
+	Type   string // e.g. "ValueError"
+	Args   []any
+	// Traceback is stored in the result's traceback field; empty gets a short one
+	// written by the worker.
+	Traceback string
+}
+
+// NewException returns an *Exception of the given Python class.
+func NewException(module, typ string, args ...any) *Exception {
+	if args == nil {
+		args = []any{}
+	}
+	return &Exception{Module: module, Type: typ, Args: args}
+}
+
+// Errorf returns a builtins.ValueError-style exception of class typ in builtins with
+// the formatted message as its single argument.
+func Errorf(typ, format string, a ...any) *Exception {
+	return NewException("builtins", typ, fmt.Sprintf(format, a...))
+}
+
+func (e *Exception) Error() string {
+	parts := make([]string, len(e.Args))
+	for i, a := range e.Args {
+		parts[i] = fmt.Sprint(a)
+	}
+	return fmt.Sprintf("%s(%s)", e.Type, strings.Join(parts, ", "))
+}
+
+// Info is the exception as the result backend encodes it.
+func (e *Exception) Info() protocol.ExceptionInfo {
+	return protocol.ExceptionInfo{Type: e.Type, Module: e.Module, Args: e.Args}
+}
+
+// ErrDuplicate is returned when a name is registered twice.
+var ErrDuplicate = errors.New("tasks: name already registered")
+
+// ErrUnknown is returned when an alias points at a name that is not registered.
+var ErrUnknown = errors.New("tasks: no such task")
+
+// Registry maps task names to handlers. Register everything before the worker starts;
+// lookups are then safe from many goroutines.
+type Registry struct {
+	handlers map[string]Handler
+	aliases  map[string]string
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{handlers: map[string]Handler{}, aliases: map[string]string{}}
+}
+
+// Register adds a handler under name.
+func (r *Registry) Register(name string, h Handler) error {
+	if name == "" || h == nil {
+		return errors.New("tasks: Register needs a name and a handler")
+	}
+	if _, ok := r.Lookup(name); ok {
+		return fmt.Errorf("%w: %q", ErrDuplicate, name)
+	}
+	r.handlers[name] = h
+	return nil
+}
+
+// Alias makes name run target's handler (for example a Celery task name such as
+// cybercomq.tasks.tasks.add served by ccworker.add).
+func (r *Registry) Alias(name, target string) error {
+	if _, ok := r.handlers[target]; !ok {
+		return fmt.Errorf("%w: %q (alias %q)", ErrUnknown, target, name)
+	}
+	if _, ok := r.Lookup(name); ok {
+		return fmt.Errorf("%w: %q", ErrDuplicate, name)
+	}
+	r.aliases[name] = target
+	return nil
+}
+
+// Lookup returns the handler for name.
+func (r *Registry) Lookup(name string) (Handler, bool) {
+	if h, ok := r.handlers[name]; ok {
+		return h, true
+	}
+	if t, ok := r.aliases[name]; ok {
+		return r.handlers[t], true
+	}
+	return nil, false
+}
+
+// Names returns every registered name and alias, sorted.
+func (r *Registry) Names() []string {
+	names := make([]string, 0, len(r.handlers)+len(r.aliases))
+	for n := range r.handlers {
+		names = append(names, n)
+	}
+	for n := range r.aliases {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
