@@ -1,0 +1,111 @@
+// Command ccworker is a Celery worker in one static binary: it joins a Celery deployment
+// as a remote worker, consumes the Celery task protocol from RabbitMQ and writes results
+// into MongoDB the way Celery's MongoDB backend does.
+//
+//	ccworker --config celeryconfig.py -Q remote -c 512 -n dev-hostname -l INFO
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes a script can rely on.
+const (
+	exitOK     = 0
+	exitError  = 1 // a failure while running, or a shutdown cut short
+	exitConfig = 2 // bad flags or configuration: fix and run again
+)
+
+// usageError marks errors that are the caller's to fix (exit 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	root := newRootCommand()
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(os.Stderr, "ccworker:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitConfig
+	}
+	return exitError
+}
+
+func newRootCommand() *cobra.Command {
+	opts := &workerOptions{}
+	cmd := &cobra.Command{
+		Use:   "ccworker",
+		Short: "A fast, wire-compatible Celery worker for RabbitMQ and MongoDB",
+		Long: `ccworker runs Celery tasks from RabbitMQ and stores their results in MongoDB exactly
+as a Python Celery worker does, so clients, Flower and cyberCommons cannot tell the
+difference. Flags mirror 'celery worker'; settings come from celeryconfig.py.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runWorker(cmd, opts)
+		},
+	}
+	opts.bind(cmd)
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	cmd.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print ccworker's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "ccworker %s (Celery task protocol 1 and 2)\n", version)
+		},
+	})
+	return cmd
+}
+
+// signalContexts returns a context cancelled by the first SIGTERM or SIGINT (warm
+// shutdown) and one cancelled by the second, or by SIGQUIT (cold shutdown).
+func signalContexts() (warm, cold context.Context, stop func()) {
+	warm, cancelWarm := context.WithCancel(context.Background())
+	cold, cancelCold := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-ch:
+				if s == syscall.SIGQUIT || warm.Err() != nil {
+					cancelWarm()
+					cancelCold()
+					continue
+				}
+				cancelWarm()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return warm, cold, func() {
+		signal.Stop(ch)
+		close(done)
+		cancelWarm()
+		cancelCold()
+	}
+}

@@ -1,0 +1,467 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/spf13/cobra"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.uber.org/zap"
+
+	"github.com/ccworker/ccworker/config"
+	"github.com/ccworker/ccworker/prefetch"
+	"github.com/ccworker/ccworker/protocol"
+	"github.com/ccworker/ccworker/results"
+	"github.com/ccworker/ccworker/tasks"
+	"github.com/ccworker/ccworker/worker"
+)
+
+// workerOptions are the flags of the worker command; they mirror `celery worker`.
+type workerOptions struct {
+	configPath          string
+	broker              string
+	resultBackend       string
+	queues              []string
+	excludeQueues       []string
+	concurrency         int
+	hostname            string
+	loglevel            string
+	logFormat           string
+	logTasks            bool
+	pool                string
+	prefetchMultiplier  int
+	timeLimit           float64
+	softTimeLimit       float64
+	events              bool
+	withoutGossip       bool
+	withoutMingle       bool
+	withoutHeartbeat    bool
+	purge               bool
+	drainTimeout        time.Duration
+	resultBatchSize     int
+	resultFlushInterval time.Duration
+}
+
+func (o *workerOptions) bind(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.configPath, "config", "", "celeryconfig.py to read (default: ./celeryconfig.py when it exists)")
+	f.StringVarP(&o.broker, "broker", "b", "", "broker URL (overrides broker_url and CELERY_BROKER_URL)")
+	f.StringVar(&o.resultBackend, "result-backend", "", "result backend URL (overrides result_backend and CELERY_RESULT_BACKEND)")
+	f.StringSliceVarP(&o.queues, "queues", "Q", nil, "queues to consume, comma separated (default: task_default_queue)")
+	f.StringSliceVarP(&o.excludeQueues, "exclude-queues", "X", nil, "queues not to consume, comma separated")
+	f.IntVarP(&o.concurrency, "concurrency", "c", 0, "tasks run at once (default: worker_concurrency, else the number of CPUs)")
+	f.StringVarP(&o.hostname, "hostname", "n", "", "node name; %h, %n, %d expand; celery@ is added when no @ (default celery@%h)")
+	f.StringVarP(&o.loglevel, "loglevel", "l", "WARNING", "DEBUG, INFO, WARNING, ERROR, CRITICAL or FATAL")
+	f.StringVar(&o.logFormat, "log-format", "console", "console (Celery-like lines) or json")
+	f.BoolVar(&o.logTasks, "log-tasks", true, "log Celery's received/succeeded line per task at INFO (--log-tasks=false for throughput)")
+	f.StringVarP(&o.pool, "pool", "P", "goroutine", "goroutine; prefork, gevent, eventlet, threads, processes and solo are accepted")
+	f.IntVar(&o.prefetchMultiplier, "prefetch-multiplier", 0, "prefetch per consumer = concurrency x this (default: worker_prefetch_multiplier, 4)")
+	f.Float64Var(&o.timeLimit, "time-limit", 0, "hard time limit in seconds (default: task_time_limit)")
+	f.Float64Var(&o.softTimeLimit, "soft-time-limit", 0, "soft time limit in seconds (default: task_soft_time_limit)")
+	f.BoolVarP(&o.events, "task-events", "E", false, "send task events (accepted; see the start-up log)")
+	f.BoolVar(&o.withoutGossip, "without-gossip", false, "do not subscribe to other workers' events")
+	f.BoolVar(&o.withoutMingle, "without-mingle", false, "do not synchronize with other workers at start-up")
+	f.BoolVar(&o.withoutHeartbeat, "without-heartbeat", false, "send no worker heartbeat events")
+	f.BoolVar(&o.purge, "purge", false, "delete all waiting messages of the consumed queues before starting")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long a warm shutdown waits for running tasks")
+	f.IntVar(&o.resultBatchSize, "result-batch-size", 0, "results written per batch (default: ccworker_result_batch_size, 256)")
+	f.DurationVar(&o.resultFlushInterval, "result-flush-interval", 0, "longest wait before a partial batch is written (default: ccworker_result_flush_interval, 50ms)")
+	// Celery spells these with one dash and aliases; accept the common ones.
+	f.BoolVar(&o.events, "events", false, "alias of -E")
+	f.BoolVar(&o.purge, "discard", false, "alias of --purge")
+}
+
+// settings is everything the worker needs, resolved from flags, env and the config file.
+type settings struct {
+	cfg         *config.Config
+	nodeName    string
+	brokerURLs  []config.BrokerURL
+	queues      []prefetch.Queue
+	concurrency int
+	prefetch    int
+	poolNote    string
+	mongo       *config.MongoBackend
+}
+
+func runWorker(cmd *cobra.Command, o *workerOptions) error {
+	log, err := newLogger(o.loglevel, o.logFormat, cmd.ErrOrStderr())
+	if err != nil {
+		return usageError{err}
+	}
+	defer func() { _ = log.Sync() }()
+
+	s, err := resolve(cmd, o)
+	if err != nil {
+		return usageError{err}
+	}
+	reg := tasks.NewRegistry()
+	if err := tasks.RegisterBuiltins(reg); err != nil {
+		return err
+	}
+	for _, name := range sortedKeys(s.cfg.TaskAliases) {
+		if err := reg.Alias(name, s.cfg.TaskAliases[name]); err != nil {
+			return usageError{fmt.Errorf("ccworker_task_aliases: %w", err)}
+		}
+	}
+	accept, err := protocol.NewAccept(s.cfg.AcceptContent)
+	if err != nil {
+		return usageError{fmt.Errorf("accept_content: %w", err)}
+	}
+	tlsCfg, err := s.cfg.BrokerTLS(s.brokerURLs[0])
+	if err != nil {
+		return usageError{fmt.Errorf("broker_use_ssl: %w", err)}
+	}
+
+	printBanner(cmd.ErrOrStderr(), s, reg)
+	logIgnored(log, s, o)
+
+	warm, cold, stopSignals := signalContexts()
+	defer stopSignals()
+
+	pcfg := prefetch.Config{
+		TLS: tlsCfg, Heartbeat: s.cfg.BrokerHeartbeat, ConnectTimeout: s.cfg.BrokerConnectionTimeout,
+		Queues: s.queues, Prefetch: s.prefetch, ConnectionName: "ccworker " + s.nodeName, Logger: log.Named("broker"),
+	}
+	for _, u := range s.brokerURLs {
+		pcfg.URLs = append(pcfg.URLs, u.AMQPURI())
+	}
+	if o.purge {
+		n, err := prefetch.Purge(pcfg.URLs[0], pcfg)
+		if err != nil {
+			return fmt.Errorf("purge: %w", err)
+		}
+		log.Warn(fmt.Sprintf("discarded %d messages from %d queue(s)", n, len(s.queues)))
+	}
+	consumer, err := prefetch.New(pcfg)
+	if err != nil {
+		return usageError{err}
+	}
+
+	var writer *results.Writer
+	if s.mongo != nil {
+		client, coll, err := connectResults(warm, *s.mongo, log)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = client.Disconnect(context.Background()) }()
+		writer = results.NewWriter(results.MongoStore{Coll: coll}, results.Config{
+			BatchSize: s.cfg.ResultBatchSize, FlushInterval: s.cfg.ResultFlushInterval, Logger: log.Named("results"),
+		})
+		writer.Start()
+	}
+
+	var rw worker.ResultWriter
+	if writer != nil {
+		rw = writer
+	}
+	w, err := worker.New(worker.Config{
+		NodeName: s.nodeName, Concurrency: s.concurrency, Accept: accept,
+		TimeLimit: s.cfg.TaskTimeLimit, SoftTimeLimit: s.cfg.TaskSoftTimeLimit,
+		IgnoreResult: s.cfg.TaskIgnoreResult, StoreErrorsEvenIfIgnored: s.cfg.TaskStoreErrorsEvenIfIgnored,
+		LogTasks: o.logTasks, DrainTimeout: o.drainTimeout,
+	}, reg, consumer, rw, log.Named("worker"))
+	if err != nil {
+		return err
+	}
+	log.Info(fmt.Sprintf("%s ready.", s.nodeName))
+	if err := w.Run(warm, cold); err != nil {
+		if errors.Is(err, prefetch.ErrPermanent) {
+			return usageError{err}
+		}
+		return err
+	}
+	st := w.Stats()
+	log.Info("worker stopped", zap.Uint64("received", st.Received.Load()), zap.Uint64("succeeded", st.Succeeded.Load()),
+		zap.Uint64("failed", st.Failed.Load()), zap.Uint64("rejected", st.Rejected.Load()), zap.Uint64("revoked", st.Revoked.Load()))
+	return nil
+}
+
+// resolve merges defaults, the config file, env and flags (flags win) and checks them.
+func resolve(cmd *cobra.Command, o *workerOptions) (*settings, error) {
+	path := o.configPath
+	if path == "" {
+		if _, err := os.Stat("celeryconfig.py"); err == nil {
+			path = "celeryconfig.py" // Celery's default loader reads it from the working directory
+		}
+	}
+	cfg, err := config.Load(path, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	flags := cmd.Flags()
+	if flags.Changed("broker") {
+		cfg.BrokerURLs = config.SplitBrokerURLs(o.broker)
+	}
+	if flags.Changed("result-backend") {
+		cfg.ResultBackend = o.resultBackend
+	}
+	if flags.Changed("time-limit") {
+		cfg.TaskTimeLimit = seconds(o.timeLimit)
+	}
+	if flags.Changed("soft-time-limit") {
+		cfg.TaskSoftTimeLimit = seconds(o.softTimeLimit)
+	}
+	if flags.Changed("prefetch-multiplier") && o.prefetchMultiplier > 0 {
+		cfg.WorkerPrefetchMultiplier = o.prefetchMultiplier // Celery: `value or config`, so 0 keeps the config
+	}
+	if flags.Changed("concurrency") {
+		cfg.WorkerConcurrency = o.concurrency
+	}
+	if o.events || flags.Changed("task-events") {
+		cfg.WorkerSendTaskEvents = true
+	}
+	if flags.Changed("result-batch-size") {
+		cfg.ResultBatchSize = o.resultBatchSize
+	}
+	if flags.Changed("result-flush-interval") {
+		cfg.ResultFlushInterval = o.resultFlushInterval
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+
+	s := &settings{cfg: cfg}
+	for _, raw := range cfg.BrokerURLs {
+		u, err := config.ParseBrokerURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("broker URL %s: %w", config.Redact(raw), err)
+		}
+		s.brokerURLs = append(s.brokerURLs, u)
+	}
+	if len(s.brokerURLs) == 0 {
+		return nil, errors.New("no broker URL")
+	}
+	host, _ := os.Hostname()
+	s.nodeName = config.NodeName(o.hostname, host)
+
+	s.concurrency = cfg.WorkerConcurrency
+	if s.concurrency <= 0 {
+		s.concurrency = runtime.NumCPU()
+	}
+	switch p := strings.ToLower(o.pool); p {
+	case "goroutine", "":
+		s.poolNote = "goroutines"
+	case "prefork", "processes", "gevent", "eventlet", "threads":
+		s.poolNote = fmt.Sprintf("goroutines (-P %s: Go tasks run on a bounded goroutine pool; -c bounds it)", p)
+	case "solo":
+		s.concurrency = 1
+		s.poolNote = "goroutines (-P solo: one task at a time)"
+	default:
+		return nil, fmt.Errorf("-P %q: not a pool (goroutine, prefork, processes, gevent, eventlet, threads, solo)", o.pool)
+	}
+	if s.concurrency > 100000 {
+		return nil, fmt.Errorf("-c %d: too large", s.concurrency)
+	}
+	s.prefetch = s.concurrency * cfg.WorkerPrefetchMultiplier
+	if s.prefetch > 65535 {
+		s.prefetch = 65535 // AMQP's prefetch_count is 16 bits; Celery would silently send 0 (unlimited)
+	}
+
+	s.queues, err = queues(cfg, o.queues, o.excludeQueues)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ResultBackend != "" {
+		m, err := cfg.Mongo()
+		if err != nil {
+			return nil, fmt.Errorf("result_backend %s: %w", config.Redact(cfg.ResultBackend), err)
+		}
+		s.mongo = &m
+	}
+	return s, nil
+}
+
+func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+
+// queues builds the queue list as `celery worker -Q/-X` does: named queues come from
+// task_queues when listed there, else are created as Celery's missing queues.
+func queues(cfg *config.Config, include, exclude []string) ([]prefetch.Queue, error) {
+	known := map[string]config.Queue{}
+	var order []string
+	for _, q := range cfg.TaskQueues {
+		known[q.Name] = q
+		order = append(order, q.Name)
+	}
+	if _, ok := known[cfg.TaskDefaultQueue]; !ok && len(cfg.TaskQueues) == 0 {
+		known[cfg.TaskDefaultQueue] = config.Queue{
+			Name: cfg.TaskDefaultQueue, Exchange: cfg.TaskDefaultExchange,
+			ExchangeType: cfg.TaskDefaultExchangeType, RoutingKey: cfg.TaskDefaultRoutingKey, Durable: true,
+		}
+		order = append(order, cfg.TaskDefaultQueue)
+	}
+	names := include
+	if len(names) == 0 {
+		names = order
+	}
+	maxPriority := 0
+	if cfg.TaskQueueMaxPriority != nil {
+		maxPriority = *cfg.TaskQueueMaxPriority
+	}
+	var out []prefetch.Queue
+	seen := map[string]bool{}
+	for _, n := range names {
+		n = strings.TrimSpace(n)
+		if n == "" || seen[n] || slices.Contains(exclude, n) {
+			continue
+		}
+		seen[n] = true
+		q, ok := known[n]
+		if !ok {
+			if !cfg.TaskCreateMissingQueues {
+				return nil, fmt.Errorf("queue %q is not in task_queues and task_create_missing_queues is False", n)
+			}
+			out = append(out, prefetch.CeleryQueue(n, maxPriority))
+			continue
+		}
+		pq := prefetch.Queue{Name: q.Name, Exchange: q.Exchange, ExchangeType: q.ExchangeType,
+			RoutingKey: q.RoutingKey, Durable: q.Durable}
+		if pq.Exchange == "" && q.Exchange == "" {
+			pq.Exchange, pq.RoutingKey = q.Name, q.Name
+		}
+		if len(q.QueueArguments) > 0 || maxPriority > 0 {
+			pq.Args = amqp.Table{}
+			for k, v := range q.QueueArguments {
+				pq.Args[k] = amqpValue(v)
+			}
+			if _, set := pq.Args["x-max-priority"]; !set && maxPriority > 0 {
+				pq.Args["x-max-priority"] = int32(maxPriority)
+			}
+		}
+		out = append(out, pq)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no queue left to consume (check -Q and -X)")
+	}
+	return out, nil
+}
+
+// amqpValue converts a config value to what py-amqp would put on the wire, so queue
+// arguments compare equal on the broker: small ints as signed 32-bit.
+func amqpValue(v any) any {
+	switch x := v.(type) {
+	case int64:
+		if x >= -1<<31 && x < 1<<31 {
+			return int32(x)
+		}
+		return x
+	case map[string]any:
+		t := amqp.Table{}
+		for k, e := range x {
+			t[k] = amqpValue(e)
+		}
+		return t
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = amqpValue(e)
+		}
+		return out
+	}
+	return v
+}
+
+// connectResults connects to MongoDB and creates Celery's date_done index, retrying
+// until the server answers or the worker is told to stop.
+func connectResults(ctx context.Context, m config.MongoBackend, log *zap.Logger) (*mongo.Client, *mongo.Collection, error) {
+	client, err := mongo.Connect(options.Client().ApplyURI(m.URI).SetAppName("ccworker"))
+	if err != nil {
+		return nil, nil, usageError{fmt.Errorf("result backend %s: %w", m.Redacted(), err)}
+	}
+	coll := client.Database(m.Database).Collection(m.Collection)
+	for attempt := 1; ; attempt++ {
+		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = results.EnsureIndex(ictx, coll)
+		cancel()
+		if err == nil {
+			return client, coll, nil
+		}
+		if ctx.Err() != nil {
+			_ = client.Disconnect(context.Background())
+			return nil, nil, fmt.Errorf("result backend %s: %w", m.Redacted(), err)
+		}
+		delay := min(time.Duration(attempt)*time.Second, 30*time.Second)
+		log.Warn("cannot reach the result backend; retrying", zap.String("backend", m.Redacted()),
+			zap.Int("attempt", attempt), zap.Duration("next_in", delay), zap.Error(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+	}
+}
+
+func printBanner(w io.Writer, s *settings, reg *tasks.Registry) {
+	var qs []string
+	for _, q := range s.queues {
+		desc := q.Name
+		if q.Exchange != "" {
+			desc += fmt.Sprintf(" (exchange %s type %s key %s)", q.Exchange, orDefault(q.ExchangeType, "direct"), q.RoutingKey)
+		}
+		qs = append(qs, desc)
+	}
+	results := "disabled (no result_backend)"
+	if s.mongo != nil {
+		results = fmt.Sprintf("%s database %s collection %s", s.mongo.Redacted(), s.mongo.Database, s.mongo.Collection)
+	}
+	var brokers []string
+	for _, u := range s.brokerURLs {
+		brokers = append(brokers, u.Redacted())
+	}
+	fmt.Fprintf(w, `
+ ccworker %s  [%s]
+ - config:      %s
+ - broker:      %s
+ - results:     %s
+ - queues:      %s
+ - concurrency: %d on %s
+ - prefetch:    %d per consumer (%d x %d)
+ - tasks:       %s
+
+`, version, s.nodeName, orDefault(s.cfg.File, "(none: defaults and environment)"), strings.Join(brokers, " ; "), results,
+		strings.Join(qs, ", "), s.concurrency, s.poolNote, s.prefetch, s.concurrency, s.cfg.WorkerPrefetchMultiplier,
+		strings.Join(reg.Names(), ", "))
+}
+
+// logIgnored says once, at start-up, what was asked for that ccworker does not do.
+func logIgnored(log *zap.Logger, s *settings, o *workerOptions) {
+	if len(s.cfg.Ignored) > 0 {
+		log.Info("settings ccworker does not use", zap.Strings("keys", s.cfg.Ignored))
+	}
+	if s.mongo != nil && len(s.mongo.Dropped) > 0 {
+		log.Warn("result backend options not passed to the MongoDB driver", zap.Strings("options", s.mongo.Dropped))
+	}
+	if s.cfg.WorkerSendTaskEvents {
+		log.Warn("task events (-E / worker_send_task_events) are not sent by this version")
+	}
+	if len(s.cfg.Imports)+len(s.cfg.Include) > 0 {
+		log.Warn("imports/include name Python modules; this version runs only built-in and aliased tasks",
+			zap.Strings("modules", append(append([]string{}, s.cfg.Imports...), s.cfg.Include...)))
+	}
+	if o.withoutGossip || o.withoutMingle || o.withoutHeartbeat {
+		log.Debug("gossip, mingle and heartbeat flags accepted: this version does none of them")
+	}
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

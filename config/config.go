@@ -1,0 +1,780 @@
+package config
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Config holds the Celery settings ccworker reads, with Celery's defaults
+// (celery/app/defaults.py). Fields are plain so that command-line flags,
+// which override everything, can be applied by the caller; call Validate
+// afterwards.
+type Config struct {
+	// File is the path the settings were read from ("" for defaults only).
+	File string
+
+	BrokerURLs                 []string // failover alternatives, in order
+	BrokerUseSSL               any      // nil/false, true or map[string]any; see BrokerTLSConfig
+	BrokerHeartbeat            time.Duration
+	BrokerConnectionTimeout    time.Duration
+	BrokerConnectionRetry      bool
+	BrokerConnectionMaxRetries int // 0 = retry forever, as Celery treats None/0
+
+	ResultBackend          string         // "" = results are not stored
+	MongoDBBackendSettings map[string]any // nil when unset
+	ResultExtended         bool
+	ResultSerializer       string        // always "json" after validation
+	ResultExpires          time.Duration // 0 = never
+	ResultAcceptContent    []string      // nil = AcceptContent
+	AcceptContent          []string
+
+	TaskSerializer               string
+	TaskAcksLate                 *bool // nil = not set (False)
+	TaskAcksOnFailureOrTimeout   bool
+	TaskRejectOnWorkerLost       *bool // nil = not set (None)
+	TaskIgnoreResult             bool
+	TaskStoreErrorsEvenIfIgnored bool
+	TaskTrackStarted             bool
+	TaskTimeLimit                time.Duration // 0 = none
+	TaskSoftTimeLimit            time.Duration // 0 = none
+	TaskQueueMaxPriority         *int
+	TaskDefaultQueue             string
+	TaskDefaultExchange          string // defaults to TaskDefaultQueue
+	TaskDefaultExchangeType      string
+	TaskDefaultRoutingKey        string // defaults to TaskDefaultQueue
+	TaskCreateMissingQueues      bool
+	TaskQueues                   []Queue
+
+	WorkerConcurrency         int // 0 = unset (CPU count)
+	WorkerPrefetchMultiplier  int
+	WorkerSendTaskEvents      bool
+	WorkerEnableRemoteControl bool
+
+	EnableUTC bool
+	Timezone  string
+	Imports   []string
+	Include   []string
+
+	// TaskAliases maps Celery task names to ccworker handler names
+	// (ccworker_task_aliases).
+	TaskAliases map[string]string
+	// ResultBatchSize and ResultFlushInterval bound result batching
+	// (ccworker_result_batch_size, ccworker_result_flush_interval).
+	ResultBatchSize     int
+	ResultFlushInterval time.Duration
+
+	// Ignored lists the settings in the file that ccworker does not use,
+	// sorted, so the worker can log them once.
+	Ignored []string
+}
+
+// Queue is one entry of task_queues.
+type Queue struct {
+	Name, Exchange, ExchangeType, RoutingKey string
+	QueueArguments                           map[string]any
+	Durable                                  bool
+}
+
+// Default returns Celery's defaults plus ccworker's own.
+func Default() *Config {
+	return &Config{
+		BrokerURLs:                 []string{DefaultBrokerURL},
+		BrokerHeartbeat:            120 * time.Second,
+		BrokerConnectionTimeout:    4 * time.Second,
+		BrokerConnectionRetry:      true,
+		BrokerConnectionMaxRetries: 100,
+		ResultSerializer:           "json",
+		ResultExpires:              24 * time.Hour,
+		AcceptContent:              []string{"json"},
+		TaskSerializer:             "json",
+		TaskAcksOnFailureOrTimeout: true,
+		TaskDefaultQueue:           "celery",
+		TaskDefaultExchange:        "celery",
+		TaskDefaultExchangeType:    "direct",
+		TaskDefaultRoutingKey:      "celery",
+		TaskCreateMissingQueues:    true,
+		WorkerPrefetchMultiplier:   4,
+		WorkerEnableRemoteControl:  true,
+		EnableUTC:                  true,
+		ResultBatchSize:            256,
+		ResultFlushInterval:        50 * time.Millisecond,
+	}
+}
+
+// Environment variables that override the file, as in Celery.
+const (
+	EnvBrokerURL     = "CELERY_BROKER_URL"
+	EnvResultBackend = "CELERY_RESULT_BACKEND"
+)
+
+// Load reads a celeryconfig.py (path "" means defaults only), applies the
+// environment overrides CELERY_BROKER_URL and CELERY_RESULT_BACKEND, and
+// validates the result. env is also what os.environ lookups in the file
+// see; nil means an empty environment (pass os.LookupEnv for the real one).
+func Load(path string, env func(string) (string, bool)) (*Config, error) {
+	if env == nil {
+		env = func(string) (string, bool) { return "", false }
+	}
+	if path == "" {
+		return build("", nil, nil, env)
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	m, err := parseModule(path, src, env)
+	if err != nil {
+		return nil, err
+	}
+	return build(path, m.values, m.pos, env)
+}
+
+// FromValues builds a Config from already-parsed settings (as returned by
+// ParsePython), applying the same mapping, defaults, environment overrides
+// and validation as Load. Errors carry no file position.
+func FromValues(values map[string]any, env func(string) (string, bool)) (*Config, error) {
+	if env == nil {
+		env = func(string) (string, bool) { return "", false }
+	}
+	return build("", values, nil, env)
+}
+
+// oldToNew maps Celery's pre-4.0 upper-case setting names to the new ones
+// (celery/app/defaults.py "old" names).
+var oldToNew = map[string]string{
+	"BROKER_URL":                          "broker_url",
+	"BROKER_USE_SSL":                      "broker_use_ssl",
+	"BROKER_HEARTBEAT":                    "broker_heartbeat",
+	"BROKER_HEARTBEAT_CHECKRATE":          "broker_heartbeat_checkrate",
+	"BROKER_CONNECTION_TIMEOUT":           "broker_connection_timeout",
+	"BROKER_CONNECTION_RETRY":             "broker_connection_retry",
+	"BROKER_CONNECTION_MAX_RETRIES":       "broker_connection_max_retries",
+	"BROKER_POOL_LIMIT":                   "broker_pool_limit",
+	"BROKER_TRANSPORT_OPTIONS":            "broker_transport_options",
+	"BROKER_FAILOVER_STRATEGY":            "broker_failover_strategy",
+	"BROKER_LOGIN_METHOD":                 "broker_login_method",
+	"CELERY_RESULT_BACKEND":               "result_backend",
+	"CELERY_MONGODB_BACKEND_SETTINGS":     "mongodb_backend_settings",
+	"CELERY_RESULT_SERIALIZER":            "result_serializer",
+	"CELERY_RESULT_EXTENDED":              "result_extended",
+	"CELERY_TASK_RESULT_EXPIRES":          "result_expires",
+	"CELERY_RESULT_PERSISTENT":            "result_persistent",
+	"CELERY_RESULT_EXCHANGE":              "result_exchange",
+	"CELERY_RESULT_EXCHANGE_TYPE":         "result_exchange_type",
+	"CELERY_RESULT_COMPRESSION":           "result_compression",
+	"CELERY_MAX_CACHED_RESULTS":           "result_cache_max",
+	"CELERY_ACCEPT_CONTENT":               "accept_content",
+	"CELERY_ENABLE_UTC":                   "enable_utc",
+	"CELERY_TIMEZONE":                     "timezone",
+	"CELERY_IMPORTS":                      "imports",
+	"CELERY_INCLUDE":                      "include",
+	"CELERY_TASK_SERIALIZER":              "task_serializer",
+	"CELERY_ACKS_LATE":                    "task_acks_late",
+	"CELERY_ACKS_ON_FAILURE_OR_TIMEOUT":   "task_acks_on_failure_or_timeout",
+	"CELERY_REJECT_ON_WORKER_LOST":        "task_reject_on_worker_lost",
+	"CELERY_IGNORE_RESULT":                "task_ignore_result",
+	"CELERY_STORE_ERRORS_EVEN_IF_IGNORED": "task_store_errors_even_if_ignored",
+	"CELERY_TRACK_STARTED":                "task_track_started",
+	"CELERYD_TASK_TIME_LIMIT":             "task_time_limit",
+	"CELERYD_TASK_SOFT_TIME_LIMIT":        "task_soft_time_limit",
+	"CELERY_QUEUE_MAX_PRIORITY":           "task_queue_max_priority",
+	"CELERY_DEFAULT_QUEUE":                "task_default_queue",
+	"CELERY_DEFAULT_EXCHANGE":             "task_default_exchange",
+	"CELERY_DEFAULT_EXCHANGE_TYPE":        "task_default_exchange_type",
+	"CELERY_DEFAULT_ROUTING_KEY":          "task_default_routing_key",
+	"CELERY_DEFAULT_DELIVERY_MODE":        "task_default_delivery_mode",
+	"CELERY_DEFAULT_RATE_LIMIT":           "task_default_rate_limit",
+	"CELERY_CREATE_MISSING_QUEUES":        "task_create_missing_queues",
+	"CELERY_QUEUES":                       "task_queues",
+	"CELERY_ROUTES":                       "task_routes",
+	"CELERY_ALWAYS_EAGER":                 "task_always_eager",
+	"CELERY_ANNOTATIONS":                  "task_annotations",
+	"CELERY_MESSAGE_COMPRESSION":          "task_compression",
+	"CELERY_TASK_PROTOCOL":                "task_protocol",
+	"CELERY_SEND_TASK_SENT_EVENT":         "task_send_sent_event",
+	"CELERYD_CONCURRENCY":                 "worker_concurrency",
+	"CELERYD_PREFETCH_MULTIPLIER":         "worker_prefetch_multiplier",
+	"CELERY_SEND_EVENTS":                  "worker_send_task_events",
+	"CELERY_ENABLE_REMOTE_CONTROL":        "worker_enable_remote_control",
+	"CELERYD_POOL":                        "worker_pool",
+	"CELERYD_MAX_TASKS_PER_CHILD":         "worker_max_tasks_per_child",
+	"CELERYD_MAX_MEMORY_PER_CHILD":        "worker_max_memory_per_child",
+	"CELERYD_HIJACK_ROOT_LOGGER":          "worker_hijack_root_logger",
+	"CELERYD_LOG_FORMAT":                  "worker_log_format",
+	"CELERYD_TASK_LOG_FORMAT":             "worker_task_log_format",
+	"CELERY_REDIRECT_STDOUTS":             "worker_redirect_stdouts",
+	"CELERY_REDIRECT_STDOUTS_LEVEL":       "worker_redirect_stdouts_level",
+	"CELERY_DISABLE_RATE_LIMITS":          "worker_disable_rate_limits",
+	"CELERY_WORKER_DIRECT":                "worker_direct",
+	"CELERYD_STATE_DB":                    "worker_state_db",
+	"CELERYD_TIMER_PRECISION":             "worker_timer_precision",
+	"CELERYD_WORKER_LOST_WAIT":            "worker_lost_wait",
+	"CELERY_EVENT_QUEUE_TTL":              "event_queue_ttl",
+	"CELERY_EVENT_QUEUE_EXPIRES":          "event_queue_expires",
+	"CELERY_EVENT_SERIALIZER":             "event_serializer",
+	"CELERYBEAT_SCHEDULE":                 "beat_schedule",
+}
+
+// newNames is the set of new-style names that have an old spelling; a
+// file using them counts as new-style for the mixing check.
+var newNames = func() map[string]string {
+	m := make(map[string]string, len(oldToNew))
+	for o, n := range oldToNew {
+		m[n] = o
+	}
+	return m
+}()
+
+// normalize renames old settings to new ones, refusing files that mix both
+// the way Celery's detect_settings does: the majority style wins, and every
+// minority key must have its counterpart set as well.
+func normalize(file string, vals map[string]any, posm map[string]pos) (map[string]any, map[string]pos, error) {
+	var olds, news []string
+	for k := range vals {
+		if _, ok := oldToNew[k]; ok {
+			olds = append(olds, k)
+		} else if _, ok := newNames[k]; ok {
+			news = append(news, k)
+		}
+	}
+	if len(olds) > 0 && len(news) > 0 {
+		oldMajority := len(olds) > len(news)
+		var bad []string
+		if oldMajority {
+			for _, k := range news {
+				if _, ok := vals[newNames[k]]; !ok {
+					bad = append(bad, fmt.Sprintf("%s -> %s", k, newNames[k]))
+				}
+			}
+		} else {
+			for _, k := range olds {
+				if _, ok := vals[oldToNew[k]]; !ok {
+					bad = append(bad, fmt.Sprintf("%s -> %s", k, oldToNew[k]))
+				}
+			}
+		}
+		if len(bad) > 0 {
+			sort.Strings(bad)
+			style := "new lower-case"
+			if oldMajority {
+				style = "old upper-case"
+			}
+			msg := fmt.Errorf("%w: the file mostly uses %s names; rename: %s", ErrMixedSettings, style, strings.Join(bad, ", "))
+			if file != "" {
+				return nil, nil, fmt.Errorf("%s: %w", file, msg)
+			}
+			return nil, nil, msg
+		}
+		// Both spellings of the same setting: the majority style's wins.
+		out, outPos := map[string]any{}, map[string]pos{}
+		for k, v := range vals {
+			n, isOld := oldToNew[k]
+			switch {
+			case isOld && oldMajority, !isOld:
+				if !isOld {
+					n = k
+				}
+				if _, isNew := newNames[k]; isNew && oldMajority {
+					if _, both := vals[newNames[k]]; both {
+						continue
+					}
+				}
+				out[n], outPos[n] = v, posm[k]
+			default: // old key, new majority: dropped if the new one is set
+				if _, both := vals[n]; !both {
+					out[n], outPos[n] = v, posm[k]
+				}
+			}
+		}
+		return out, outPos, nil
+	}
+	out, outPos := make(map[string]any, len(vals)), make(map[string]pos, len(vals))
+	for k, v := range vals {
+		n := k
+		if nn, ok := oldToNew[k]; ok {
+			n = nn
+		}
+		out[n], outPos[n] = v, posm[k]
+	}
+	return out, outPos, nil
+}
+
+// reader converts one setting at a time, remembering where it came from.
+type reader struct {
+	file string
+	vals map[string]any
+	pos  map[string]pos
+	used map[string]bool
+	err  error
+}
+
+func (r *reader) fail(key string, err error) {
+	if r.err == nil {
+		r.err = &KeyError{File: r.file, Line: r.pos[key].line, Key: key, Err: err}
+	}
+}
+
+func (r *reader) get(key string) (any, bool) {
+	r.used[key] = true
+	v, ok := r.vals[key]
+	return v, ok
+}
+
+func wrongType(want string, v any) error {
+	return fmt.Errorf("%w: want %s, got %s", ErrWrongType, want, pyTypeName(v))
+}
+
+func (r *reader) boolean(key string, dst *bool) {
+	v, ok := r.get(key)
+	if !ok {
+		return
+	}
+	switch v := v.(type) {
+	case bool:
+		*dst = v
+	case nil:
+		*dst = false // None is falsy, as in Python
+	default:
+		r.fail(key, wrongType("True or False", v))
+	}
+}
+
+func (r *reader) optBool(key string, dst **bool) {
+	v, ok := r.get(key)
+	if !ok {
+		return
+	}
+	switch v := v.(type) {
+	case bool:
+		*dst = &v
+	case nil:
+		*dst = nil
+	default:
+		r.fail(key, wrongType("True, False or None", v))
+	}
+}
+
+func (r *reader) str(key string, dst *string) {
+	v, ok := r.get(key)
+	if !ok {
+		return
+	}
+	switch v := v.(type) {
+	case string:
+		*dst = v
+	case nil:
+		*dst = ""
+	default:
+		r.fail(key, wrongType("a string", v))
+	}
+}
+
+// integer reads a non-negative int; None gives noneVal.
+func (r *reader) integer(key string, dst *int, noneVal int) {
+	v, ok := r.get(key)
+	if !ok {
+		return
+	}
+	switch v := v.(type) {
+	case int64:
+		if v < 0 || v > math.MaxInt32 {
+			r.fail(key, fmt.Errorf("%w: %d is out of range", ErrInvalidValue, v))
+			return
+		}
+		*dst = int(v)
+	case nil:
+		*dst = noneVal
+	default:
+		r.fail(key, wrongType("an int", v))
+	}
+}
+
+// seconds reads a non-negative number of seconds; None gives 0.
+func (r *reader) seconds(key string, dst *time.Duration) {
+	v, ok := r.get(key)
+	if !ok {
+		return
+	}
+	var f float64
+	switch v := v.(type) {
+	case int64:
+		f = float64(v)
+	case float64:
+		f = v
+	case nil:
+		*dst = 0
+		return
+	default:
+		r.fail(key, wrongType("a number of seconds", v))
+		return
+	}
+	if f < 0 || math.IsNaN(f) || f > float64(math.MaxInt64)/float64(time.Second) {
+		r.fail(key, fmt.Errorf("%w: %v seconds is out of range", ErrInvalidValue, f))
+		return
+	}
+	*dst = time.Duration(f * float64(time.Second))
+}
+
+// strings reads a list/tuple of strings; a single string counts as a
+// one-element list (a common slip for imports = 'tasks').
+func (r *reader) strList(key string, dst *[]string) {
+	v, ok := r.get(key)
+	if !ok {
+		return
+	}
+	switch v := v.(type) {
+	case nil:
+		*dst = nil
+	case string:
+		*dst = []string{v}
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				r.fail(key, wrongType("a list of strings", e))
+				return
+			}
+			out = append(out, s)
+		}
+		*dst = out
+	default:
+		r.fail(key, wrongType("a list of strings", v))
+	}
+}
+
+func build(file string, raw map[string]any, rawPos map[string]pos, env func(string) (string, bool)) (*Config, error) {
+	vals, posm, err := normalize(file, raw, rawPos)
+	if err != nil {
+		return nil, err
+	}
+	c := Default()
+	c.File = file
+	r := &reader{file: file, vals: vals, pos: posm, used: map[string]bool{}}
+
+	if v, ok := r.get("broker_url"); ok {
+		switch v := v.(type) {
+		case nil:
+		case string:
+			c.BrokerURLs = SplitBrokerURLs(v)
+		case []any:
+			c.BrokerURLs = nil
+			for _, e := range v {
+				s, ok := e.(string)
+				if !ok {
+					r.fail("broker_url", wrongType("a string or a list of strings", e))
+					break
+				}
+				c.BrokerURLs = append(c.BrokerURLs, SplitBrokerURLs(s)...)
+			}
+		default:
+			r.fail("broker_url", wrongType("a string or a list of strings", v))
+		}
+	}
+	if v, ok := r.get("broker_use_ssl"); ok {
+		switch v.(type) {
+		case nil, bool, map[string]any:
+			c.BrokerUseSSL = v
+		default:
+			r.fail("broker_use_ssl", wrongType("True, False or a dict", v))
+		}
+	}
+	r.seconds("broker_heartbeat", &c.BrokerHeartbeat)
+	r.seconds("broker_connection_timeout", &c.BrokerConnectionTimeout)
+	r.boolean("broker_connection_retry", &c.BrokerConnectionRetry)
+	r.integer("broker_connection_max_retries", &c.BrokerConnectionMaxRetries, 0)
+
+	r.str("result_backend", &c.ResultBackend)
+	if v, ok := r.get("mongodb_backend_settings"); ok {
+		switch v := v.(type) {
+		case nil:
+		case map[string]any:
+			c.MongoDBBackendSettings = v
+		default:
+			r.fail("mongodb_backend_settings", wrongType("a dict", v))
+		}
+	}
+	r.boolean("result_extended", &c.ResultExtended)
+	r.str("result_serializer", &c.ResultSerializer)
+	r.seconds("result_expires", &c.ResultExpires)
+	r.strList("result_accept_content", &c.ResultAcceptContent)
+	r.strList("accept_content", &c.AcceptContent)
+
+	r.str("task_serializer", &c.TaskSerializer)
+	r.optBool("task_acks_late", &c.TaskAcksLate)
+	r.boolean("task_acks_on_failure_or_timeout", &c.TaskAcksOnFailureOrTimeout)
+	r.optBool("task_reject_on_worker_lost", &c.TaskRejectOnWorkerLost)
+	r.boolean("task_ignore_result", &c.TaskIgnoreResult)
+	r.boolean("task_store_errors_even_if_ignored", &c.TaskStoreErrorsEvenIfIgnored)
+	r.boolean("task_track_started", &c.TaskTrackStarted)
+	r.seconds("task_time_limit", &c.TaskTimeLimit)
+	r.seconds("task_soft_time_limit", &c.TaskSoftTimeLimit)
+	if v, ok := r.get("task_queue_max_priority"); ok {
+		switch v := v.(type) {
+		case nil:
+		case int64:
+			if v < 0 || v > 255 {
+				r.fail("task_queue_max_priority", fmt.Errorf("%w: %d is not in 0..255", ErrInvalidValue, v))
+			} else {
+				n := int(v)
+				c.TaskQueueMaxPriority = &n
+			}
+		default:
+			r.fail("task_queue_max_priority", wrongType("an int or None", v))
+		}
+	}
+	r.str("task_default_queue", &c.TaskDefaultQueue)
+	c.TaskDefaultExchange, c.TaskDefaultRoutingKey = "", ""
+	r.str("task_default_exchange", &c.TaskDefaultExchange)
+	r.str("task_default_exchange_type", &c.TaskDefaultExchangeType)
+	r.str("task_default_routing_key", &c.TaskDefaultRoutingKey)
+	if c.TaskDefaultQueue == "" {
+		c.TaskDefaultQueue = "celery"
+	}
+	if c.TaskDefaultExchange == "" {
+		c.TaskDefaultExchange = c.TaskDefaultQueue
+	}
+	if c.TaskDefaultRoutingKey == "" {
+		c.TaskDefaultRoutingKey = c.TaskDefaultQueue
+	}
+	if c.TaskDefaultExchangeType == "" {
+		c.TaskDefaultExchangeType = "direct"
+	}
+	r.boolean("task_create_missing_queues", &c.TaskCreateMissingQueues)
+	if v, ok := r.get("task_queues"); ok {
+		qs, err := parseQueues(v)
+		if err != nil {
+			r.fail("task_queues", err)
+		}
+		c.TaskQueues = qs
+	}
+
+	r.integer("worker_concurrency", &c.WorkerConcurrency, 0)
+	r.integer("worker_prefetch_multiplier", &c.WorkerPrefetchMultiplier, 4)
+	r.boolean("worker_send_task_events", &c.WorkerSendTaskEvents)
+	r.boolean("worker_enable_remote_control", &c.WorkerEnableRemoteControl)
+	r.boolean("enable_utc", &c.EnableUTC)
+	r.str("timezone", &c.Timezone)
+	r.strList("imports", &c.Imports)
+	r.strList("include", &c.Include)
+
+	if v, ok := r.get("ccworker_task_aliases"); ok {
+		switch v := v.(type) {
+		case nil:
+		case map[string]any:
+			c.TaskAliases = make(map[string]string, len(v))
+			for k, e := range v {
+				s, ok := e.(string)
+				if !ok {
+					r.fail("ccworker_task_aliases", fmt.Errorf("%w: value for %q: want a handler name string, got %s", ErrWrongType, k, pyTypeName(e)))
+					break
+				}
+				c.TaskAliases[k] = s
+			}
+		default:
+			r.fail("ccworker_task_aliases", wrongType("a dict of task name -> handler name", v))
+		}
+	}
+	r.integer("ccworker_result_batch_size", &c.ResultBatchSize, 256)
+	r.seconds("ccworker_result_flush_interval", &c.ResultFlushInterval)
+	if r.err != nil {
+		return nil, r.err
+	}
+
+	for k := range vals {
+		// Names starting with '_' are private helpers, never settings.
+		if !r.used[k] && !strings.HasPrefix(k, "_") {
+			c.Ignored = append(c.Ignored, k)
+		}
+	}
+	sort.Strings(c.Ignored)
+
+	// Celery: a non-empty environment variable wins over the file.
+	if v, ok := env(EnvBrokerURL); ok && v != "" {
+		c.BrokerURLs = SplitBrokerURLs(v)
+		delete(posm, "broker_url")
+	}
+	if v, ok := env(EnvResultBackend); ok && v != "" {
+		c.ResultBackend = v
+		delete(posm, "result_backend")
+	}
+	if err := c.validate(posm); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func parseQueues(v any) ([]Queue, error) {
+	one := func(name string, d map[string]any) (Queue, error) {
+		q := Queue{Name: name, Durable: true, ExchangeType: "direct"}
+		for k, e := range d {
+			var err error
+			switch k {
+			case "name":
+				err = setStr(&q.Name, e)
+			case "exchange":
+				err = setStr(&q.Exchange, e)
+			case "exchange_type":
+				err = setStr(&q.ExchangeType, e)
+			case "routing_key":
+				err = setStr(&q.RoutingKey, e)
+			case "queue_arguments":
+				switch a := e.(type) {
+				case nil:
+				case map[string]any:
+					q.QueueArguments = a
+				default:
+					err = wrongType("a dict", e)
+				}
+			case "durable":
+				b, ok := e.(bool)
+				if !ok {
+					err = wrongType("True or False", e)
+				}
+				q.Durable = b
+			default:
+				err = fmt.Errorf("%w: queue key %q is not supported (name, exchange, exchange_type, routing_key, queue_arguments, durable)", ErrInvalidValue, k)
+			}
+			if err != nil {
+				return Queue{}, fmt.Errorf("queue %q: %s: %w", q.Name, k, err)
+			}
+		}
+		if q.Name == "" {
+			return Queue{}, fmt.Errorf("%w: queue without a name", ErrInvalidValue)
+		}
+		if q.Exchange == "" {
+			q.Exchange = q.Name
+		}
+		if q.RoutingKey == "" {
+			q.RoutingKey = q.Name
+		}
+		return q, nil
+	}
+	var out []Queue
+	switch v := v.(type) {
+	case nil:
+		return nil, nil
+	case []any:
+		for _, e := range v {
+			d, ok := e.(map[string]any)
+			if !ok {
+				return nil, wrongType("a list of dicts (kombu Queue objects cannot be read)", e)
+			}
+			q, err := one("", d)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, q)
+		}
+	case map[string]any:
+		// Celery's compat form: {name: {exchange: ..., routing_key: ...}}.
+		for _, name := range sortedKeys(v) {
+			d, ok := v[name].(map[string]any)
+			if !ok {
+				return nil, wrongType("a dict of queue name -> dict", v[name])
+			}
+			q, err := one(name, d)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, q)
+		}
+	default:
+		return nil, wrongType("a list of dicts or a dict of dicts", v)
+	}
+	return out, nil
+}
+
+func setStr(dst *string, v any) error {
+	switch v := v.(type) {
+	case string:
+		*dst = v
+	case nil:
+	default:
+		return wrongType("a string", v)
+	}
+	return nil
+}
+
+// Validate checks the fields for what ccworker cannot work with. Load and
+// FromValues call it; call it again after applying command-line flags.
+func (c *Config) Validate() error { return c.validate(nil) }
+
+func (c *Config) validate(posm map[string]pos) error {
+	fail := func(key string, err error) error {
+		return &KeyError{File: c.File, Line: posm[key].line, Key: key, Err: err}
+	}
+	if len(c.BrokerURLs) == 0 {
+		return fail("broker_url", fmt.Errorf("%w: no broker URL", ErrBrokerURL))
+	}
+	for _, u := range c.BrokerURLs {
+		if _, err := ParseBrokerURL(u); err != nil {
+			return fail("broker_url", err)
+		}
+	}
+	if _, err := BrokerTLSConfig(c.BrokerUseSSL, "localhost"); err != nil {
+		return fail("broker_use_ssl", err)
+	}
+	if c.ResultSerializer != "json" {
+		return fail("result_serializer", fmt.Errorf("%w: %q (ccworker writes json results only)", ErrUnsupportedSerializer, c.ResultSerializer))
+	}
+	switch c.TaskSerializer {
+	case "json", "msgpack", "yaml":
+	default:
+		return fail("task_serializer", fmt.Errorf("%w: %q (json, msgpack or yaml)", ErrUnsupportedSerializer, c.TaskSerializer))
+	}
+	if c.ResultBackend != "" {
+		if _, err := c.Mongo(); err != nil {
+			key := "result_backend"
+			if _, ok := posm[key]; !ok && c.MongoDBBackendSettings != nil {
+				key = "mongodb_backend_settings"
+			}
+			return fail(key, err)
+		}
+	}
+	if c.TaskSoftTimeLimit > 0 && c.TaskTimeLimit > 0 && c.TaskSoftTimeLimit > c.TaskTimeLimit {
+		return fail("task_soft_time_limit", fmt.Errorf("%w: soft limit %v exceeds hard limit %v", ErrInvalidValue, c.TaskSoftTimeLimit, c.TaskTimeLimit))
+	}
+	if c.ResultBatchSize < 1 {
+		return fail("ccworker_result_batch_size", fmt.Errorf("%w: must be at least 1", ErrInvalidValue))
+	}
+	if c.ResultFlushInterval <= 0 {
+		return fail("ccworker_result_flush_interval", fmt.Errorf("%w: must be positive", ErrInvalidValue))
+	}
+	return nil
+}
+
+// errNoMongo is returned by Mongo when no result backend is configured.
+var errNoMongo = errors.New("no result_backend configured")
+
+// Mongo translates ResultBackend and MongoDBBackendSettings; see
+// ParseMongoBackend. Only mongodb:// and mongodb+srv:// backends are
+// supported (Celery passes "mongodb+srv://" to the backend as "srv://").
+func (c *Config) Mongo() (MongoBackend, error) {
+	if c.ResultBackend == "" {
+		return MongoBackend{}, fmt.Errorf("%w: %w", ErrMongoURL, errNoMongo)
+	}
+	scheme, _, _ := strings.Cut(c.ResultBackend, "://")
+	if scheme != "mongodb" && scheme != "mongodb+srv" && scheme != "srv" {
+		return MongoBackend{}, fmt.Errorf("%w: result backend %q is not supported (ccworker stores results in MongoDB only)", ErrMongoURL, scheme)
+	}
+	return ParseMongoBackend(c.ResultBackend, c.MongoDBBackendSettings)
+}
+
+// BrokerTLS returns the TLS configuration for connecting to u: from
+// broker_use_ssl when set, else, for amqps URLs, py-amqp's default (verify
+// the chain against system roots, no hostname check). It returns nil when
+// the connection is plain.
+func (c *Config) BrokerTLS(u BrokerURL) (*tls.Config, error) {
+	v := c.BrokerUseSSL
+	if b, ok := v.(bool); (v == nil || ok && !b) && u.TLS {
+		v = true
+	}
+	return BrokerTLSConfig(v, u.Host)
+}

@@ -1,0 +1,208 @@
+// Package worker wires the rooms together: deliveries from prefetch are decoded, checked
+// (registered? expired? due?), run on the pool, turned into result documents for the
+// results writer, and acknowledged once their document is durable.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ccworker/ccworker/pool"
+	"github.com/ccworker/ccworker/prefetch"
+	"github.com/ccworker/ccworker/protocol"
+	"github.com/ccworker/ccworker/results"
+	"github.com/ccworker/ccworker/tasks"
+)
+
+// ResultWriter is what the worker needs of the results writer.
+type ResultWriter interface {
+	Write(ctx context.Context, rec *results.Record, done func(error)) error
+	Stop(ctx context.Context) error
+}
+
+// Broker is what the worker needs of the AMQP consumer.
+type Broker interface {
+	Start(ctx context.Context, handle prefetch.Handler) error
+	StopConsuming()
+	Close() error
+}
+
+// Config configures a Worker.
+type Config struct {
+	NodeName    string // celery@host: stored as the result's worker
+	Concurrency int
+	Accept      protocol.Accept
+	// TimeLimit and SoftTimeLimit apply when neither the message nor TaskLimits sets one.
+	TimeLimit, SoftTimeLimit time.Duration
+	TaskLimits               map[string]Limits // per-task annotations
+	// IgnoreResult (task_ignore_result) stores nothing for any task, errors included
+	// unless StoreErrorsEvenIfIgnored; the per-message ignore_result header only
+	// suppresses SUCCESS, as in Celery.
+	IgnoreResult             bool
+	StoreErrorsEvenIfIgnored bool
+	// LogTasks writes Celery's "received" and "succeeded in" lines at INFO.
+	LogTasks     bool
+	DrainTimeout time.Duration // how long a warm shutdown waits for running tasks
+}
+
+// Limits are a task's time limits; zero means not set.
+type Limits struct{ Hard, Soft time.Duration }
+
+// Worker runs tasks from a Broker and stores their results.
+type Worker struct {
+	cfg     Config
+	reg     *tasks.Registry
+	log     *zap.Logger
+	broker  Broker
+	results ResultWriter // nil: no result backend
+	pool    *pool.Pool
+
+	etaWait sync.WaitGroup // goroutines holding tasks until their ETA
+	stats   Stats
+}
+
+// Stats counts what the worker did.
+type Stats struct {
+	Received, Succeeded, Failed, Rejected, Revoked atomic.Uint64
+}
+
+// New returns a Worker. results may be nil when no result backend is configured.
+func New(cfg Config, reg *tasks.Registry, broker Broker, rw ResultWriter, log *zap.Logger) (*Worker, error) {
+	if cfg.Concurrency < 1 {
+		return nil, fmt.Errorf("worker: concurrency must be at least 1, got %d", cfg.Concurrency)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	p, err := pool.New(cfg.Concurrency)
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{cfg: cfg, reg: reg, log: log, broker: broker, results: rw, pool: p}, nil
+}
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() *Stats { return &w.stats }
+
+// Run consumes until ctx is done, then shuts down warmly: it stops consuming, lets
+// running tasks finish (at most DrainTimeout), flushes results and acks, and closes.
+// If kill is done first, the drain is cut short: running tasks are abandoned and their
+// messages go back to the queue. Run returns an error only if starting failed or the
+// drain was cut short.
+func (w *Worker) Run(ctx, kill context.Context) error {
+	if err := w.broker.Start(ctx, w.handle); err != nil {
+		_ = w.pool.Stop(context.Background())
+		if w.results != nil {
+			_ = w.results.Stop(context.Background())
+		}
+		return err
+	}
+	<-ctx.Done()
+	w.log.Info("warm shutdown: no new tasks; waiting for running ones", zap.Duration("timeout", w.cfg.DrainTimeout))
+	w.broker.StopConsuming()
+	w.etaWait.Wait()
+
+	drain, cancel := context.WithTimeout(kill, w.cfg.DrainTimeout)
+	defer cancel()
+	var errs []error
+	if err := w.pool.Stop(drain); err != nil {
+		errs = append(errs, fmt.Errorf("running tasks did not finish: %w", err))
+	}
+	if w.results != nil {
+		if err := w.results.Stop(drain); err != nil {
+			errs = append(errs, fmt.Errorf("results not flushed: %w", err))
+		}
+	}
+	if err := w.broker.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// handle is called by the broker for each delivery, one goroutine per queue. It blocks
+// while the pool is full: that is the back-pressure that keeps the prefetch bounded.
+func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
+	w.stats.Received.Add(1)
+	req, err := protocol.Decode(protocol.Message{
+		ContentType: d.ContentType, ContentEncoding: d.ContentEncoding, Headers: d.Headers,
+		Body: d.Body, CorrelationID: d.CorrelationID, ReplyTo: d.ReplyTo, Priority: d.Priority,
+	}, w.cfg.Accept)
+	if err != nil {
+		w.refuse(d, err)
+		return
+	}
+	t := &task{w: w, d: d, req: req}
+	if w.cfg.LogTasks {
+		w.log.Info(fmt.Sprintf("Task %s[%s] received", req.Name(), req.ID))
+	}
+	h, ok := w.reg.Lookup(req.Task)
+	if !ok {
+		t.unknown()
+		return
+	}
+	if !req.Expires.IsZero() && time.Now().After(req.Expires) {
+		t.revoked("expired")
+		return
+	}
+	if !req.ETA.IsZero() {
+		if wait := time.Until(req.ETA); wait > 0 {
+			w.holdUntilETA(ctx, t, h, wait)
+			return
+		}
+	}
+	t.run(ctx, h)
+}
+
+// holdUntilETA keeps the (unacked) message until its ETA, then runs it. The number held
+// is bounded by the broker's prefetch limit.
+func (w *Worker) holdUntilETA(ctx context.Context, t *task, h tasks.Handler, wait time.Duration) {
+	w.etaWait.Add(1)
+	go func() {
+		defer w.etaWait.Done()
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+			if !t.req.Expires.IsZero() && time.Now().After(t.req.Expires) {
+				t.revoked("expired")
+				return
+			}
+			t.run(ctx, h)
+		case <-ctx.Done():
+			// Shutting down: left unacked, the message goes back to the queue.
+		}
+	}()
+}
+
+// refuse settles a message that cannot become a task, as Celery does (spec 1.5).
+func (w *Worker) refuse(d *prefetch.Delivery, err error) {
+	var de *protocol.DecodeError
+	id, name := "", ""
+	if errors.As(err, &de) {
+		id, name = de.ID, de.Task
+	}
+	fields := []zap.Field{zap.String("task_id", id), zap.String("task", name),
+		zap.String("content_type", d.ContentType), zap.String("queue", d.Queue), zap.Error(err)}
+	switch {
+	case errors.Is(err, protocol.ErrDecode):
+		// Celery acks what it cannot decode: requeueing would loop for ever.
+		w.log.Error("cannot decode message body; acknowledged and dropped (as Celery does)", fields...)
+		d.Ack()
+	case errors.Is(err, protocol.ErrContentDisallowed):
+		w.log.Error("refused content type (not in accept_content); rejected without requeue", fields...)
+		d.Reject(false)
+	default:
+		w.log.Error("invalid task message; rejected without requeue", fields...)
+		d.Reject(false)
+	}
+	w.stats.Rejected.Add(1)
+}
