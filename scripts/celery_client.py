@@ -256,8 +256,6 @@ def cmd_load(app, a):
 def finish_results(app, task, ids, t0, t_pub, deadline):
     t_done, t_seen, statuses = wait_results(app, ids, deadline)
     all_done = t_done is not None
-    if t_pub is None:  # `wait`: the tasks were published by someone else, earlier
-        t_done = None
     bad = {s: 0 for s in FINAL_STATES if s != 'SUCCESS'}
     for s in statuses.values():
         if s != 'SUCCESS':
@@ -269,10 +267,20 @@ def finish_results(app, task, ids, t0, t_pub, deadline):
     return 0 if all_done and sample_ok and not sum(bad.values()) else 1
 
 
+def cmd_drain(app, a):
+    """Wait until --queue has no ready and no unacked messages (tasks published earlier with
+    ignore_result); the rate is --n over the time from this call to the queue being empty."""
+    t0 = a.t0 or time.time()
+    t_empty, t_done = wait_drained(app, a.queue, t0 + a.timeout)
+    emit(summary(a.task, a.n, t0, None, t_empty if t_done else None, t_done is not None, None, results=False,
+                 acks_confirmed_s=round(t_done - t0, 3) if t_done else None))
+    return 0 if t_done else 1
+
+
 def cmd_wait(app, a):
     with open(a.ids_file) as f:
         ids = [line.strip() for line in f if line.strip()]
-    t0 = time.time()
+    t0 = a.t0 or time.time()
     return finish_results(app, None, ids, t0, None, t0 + a.timeout)
 
 
@@ -310,13 +318,20 @@ def main(argv=None):
     ld.add_argument('--ids-file')
     ld.add_argument('--timeout', type=float, default=300)
 
+    dr = sub.add_parser('drain', help='wait until the queue is empty and nothing is unacked')
+    dr.add_argument('--n', type=int, required=True, help='how many tasks were published (for the rate)')
+    dr.add_argument('--task', default=None)
+    dr.add_argument('--timeout', type=float, default=300)
+    dr.add_argument('--t0', type=float, help='epoch seconds the clock starts at (default: now)')
+
     w = sub.add_parser('wait', help='wait for the final documents of the ids in --ids-file')
     w.add_argument('--ids-file', required=True)
     w.add_argument('--timeout', type=float, default=300)
+    w.add_argument('--t0', type=float, help='epoch seconds the clock starts at (default: now)')
 
     a = p.parse_args(argv)
     app = make_app(a)
-    return {'call': cmd_call, 'load': cmd_load, 'wait': cmd_wait}[a.cmd](app, a)
+    return {'call': cmd_call, 'load': cmd_load, 'wait': cmd_wait, 'drain': cmd_drain}[a.cmd](app, a)
 
 
 if __name__ == '__main__':

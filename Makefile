@@ -1,0 +1,56 @@
+# ccworker: a fast, wire-compatible Celery worker.
+#   make demo   start RabbitMQ + a MongoDB-wire server, build, run a demo load through them
+#   make test   start the services, then every test (unit, integration, interop with Python Celery)
+
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+PKGS    := ./...
+
+# Integration tests read these; scripts/services.sh starts what answers on them.
+export CCWORKER_TEST_AMQP_URL  ?= amqp://guest:guest@127.0.0.1:5672//
+export CCWORKER_TEST_MONGO_URL ?= mongodb://127.0.0.1:27017/
+
+.PHONY: all build test test-unit services services-stop bench bench-e2e lint fuzz demo clean
+
+all: build
+
+## build: the static ccworker binary in bin/
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ccworker ./cmd/ccworker
+
+## test: start the services, then run every test with the race detector
+test: services build
+	$(GO) test -race -timeout 12m -count=1 $(PKGS)
+
+## test-unit: the tests that need no service (integration tests skip themselves)
+test-unit:
+	env -u CCWORKER_TEST_AMQP_URL -u CCWORKER_TEST_MONGO_URL $(GO) test -race -count=1 $(PKGS)
+
+services:
+	bash scripts/services.sh start
+
+services-stop:
+	bash scripts/services.sh stop
+
+## bench: micro-benchmarks and the end-to-end runs (benchstat-friendly output)
+bench: services
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bench/ ./protocol/ | tee bench/out.txt
+
+## lint: gofmt, go vet, staticcheck
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
+
+## fuzz: fuzz the message decoder and the config reader for a while each
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./protocol/
+	$(GO) test -run '^$$' -fuzz FuzzParsePython -fuzztime 30s ./config/
+
+## demo: a demo load through a real broker and result store
+demo:
+	bash scripts/demo.sh
+
+clean:
+	rm -rf bin
