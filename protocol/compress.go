@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 )
 
 // MaxBodySize caps the size of a decompressed body, so a small compressed
@@ -50,10 +52,14 @@ func decompress(body []byte, method string) ([]byte, error) {
 		defer zr.Close()
 		r = zr
 	case "application/x-lzma", "lzma", "xz":
-		// No xz decoder in the standard library or in go.mod.
-		return nil, fmt.Errorf("lzma compression not supported")
+		// kombu's lzma codec is Python's lzma.compress, whose default container is xz.
+		xr, err := xz.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, fmt.Errorf("lzma: %w", err)
+		}
+		r = xr
 	case "application/x-brotli", "brotli":
-		return nil, fmt.Errorf("brotli compression not supported")
+		r = brotli.NewReader(bytes.NewReader(body))
 	default:
 		return nil, fmt.Errorf("unknown compression %q", method)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -309,9 +310,16 @@ func compressWith(t *testing.T, method string, data []byte) []byte {
 		require.NoError(t, err)
 		w.Write(data)
 		w.Close()
+	case "brotli":
+		w := brotli.NewWriter(&buf)
+		w.Write(data)
+		w.Close()
 	}
 	return buf.Bytes()
 }
+
+// xzBody is lzma.compress(b'[[2, 3], {}, null]') from Python: kombu's lzma codec.
+const xzBody = "fd377a585a000004e6d6b4460200210116000000742fe5a30100115b5b322c20335d2c207b7d2c206e756c6c5d0000003dfaa94051d38b2900012a124b0854bc1fb6f37d010000000004595a"
 
 // bz2Body is bz2.compress(b'[[2, 3], {}, null]') from Python.
 const bz2Body = "425a6839314159265359d26bef4a0000049b8040041800000a0005020a2000221a19008069a680f1c9110adb4e8ef177245385090d26bef4a0"
@@ -324,6 +332,7 @@ func TestDecodeCompression(t *testing.T) {
 		{"gzip", "gzip"},
 		{"application/zstd", "zstd"},
 		{"zstd", "zstd"},
+		{"application/x-brotli", "brotli"},
 	} {
 		t.Run(tc.header, func(t *testing.T) {
 			m := jsonMsg(v2Headers("t", "i", map[string]any{"compression": tc.header}), "")
@@ -340,6 +349,13 @@ func TestDecodeCompression(t *testing.T) {
 		if _, err := bzip2.NewReader(bytes.NewReader(m.Body)).Read(make([]byte, 1)); err != nil {
 			t.Skipf("fixture: %v", err)
 		}
+		r, err := Decode(m, Accept{})
+		require.NoError(t, err)
+		assert.Equal(t, []any{int64(2), int64(3)}, r.Args)
+	})
+	t.Run("lzma", func(t *testing.T) {
+		m := jsonMsg(v2Headers("t", "i", map[string]any{"compression": "application/x-lzma"}), "")
+		m.Body = mustHex(t, xzBody)
 		r, err := Decode(m, Accept{})
 		require.NoError(t, err)
 		assert.Equal(t, []any{int64(2), int64(3)}, r.Args)
