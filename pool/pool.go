@@ -24,7 +24,21 @@ var (
 	ErrTimeLimitExceeded = errors.New("hard time limit exceeded")
 	// ErrStopped is returned by Submit once Stop has been called.
 	ErrStopped = errors.New("pool stopped")
+	// ErrKilled is the error of a job that failed after Stop gave up waiting and
+	// cancelled it: the job did not really fail, it was interrupted.
+	ErrKilled = errors.New("job interrupted: the pool was stopped")
 )
+
+// TimeLimitError is the error of a job that outlived its hard time limit; it matches
+// ErrTimeLimitExceeded with errors.Is.
+type TimeLimitError struct{ Limit time.Duration }
+
+func (e *TimeLimitError) Error() string {
+	return fmt.Sprintf("hard time limit (%gs) exceeded", e.Limit.Seconds())
+}
+
+// Is reports whether target is ErrTimeLimitExceeded.
+func (e *TimeLimitError) Is(target error) bool { return target == ErrTimeLimitExceeded }
 
 // PanicError is the error of a job whose function panicked.
 type PanicError struct {
@@ -48,7 +62,7 @@ type Job struct {
 // Outcome is what became of a job.
 type Outcome struct {
 	Value   any
-	Err     error // a *PanicError, ErrTimeLimitExceeded (wrapped), or Run's own error
+	Err     error // a *PanicError, a *TimeLimitError, ErrKilled (wrapped), or Run's own error
 	Started time.Time
 	Runtime time.Duration
 }
@@ -66,7 +80,7 @@ type Pool struct {
 	slots   chan struct{} // a token per running job: Submit blocks here, honouring its context
 	workers *ants.Pool
 	base    context.Context
-	kill    context.CancelFunc
+	kill    context.CancelCauseFunc
 
 	wg        sync.WaitGroup
 	completed atomic.Uint64
@@ -84,7 +98,7 @@ func New(size int) (*Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pool: %w", err)
 	}
-	base, kill := context.WithCancel(context.Background())
+	base, kill := context.WithCancelCause(context.Background())
 	return &Pool{slots: make(chan struct{}, size), workers: workers, base: base, kill: kill}, nil
 }
 
@@ -119,7 +133,7 @@ func (p *Pool) run(job Job) {
 	start := time.Now()
 	if job.HardLimit <= 0 {
 		v, err := call(ctx, job.Run)
-		job.Done(Outcome{Value: v, Err: err, Started: start, Runtime: time.Since(start)})
+		job.Done(Outcome{Value: v, Err: p.interrupted(err), Started: start, Runtime: time.Since(start)})
 		return
 	}
 	// With a hard limit the function runs on its own goroutine so that this slot can be
@@ -138,14 +152,24 @@ func (p *Pool) run(job Job) {
 	defer timer.Stop()
 	select {
 	case r := <-ch:
-		job.Done(Outcome{Value: r.v, Err: r.err, Started: start, Runtime: time.Since(start)})
+		job.Done(Outcome{Value: r.v, Err: p.interrupted(r.err), Started: start, Runtime: time.Since(start)})
 	case <-timer.C:
 		p.abandoned.Add(1)
 		job.Done(Outcome{
-			Err:     fmt.Errorf("%w (%gs)", ErrTimeLimitExceeded, job.HardLimit.Seconds()),
+			Err:     &TimeLimitError{Limit: job.HardLimit},
 			Started: start, Runtime: time.Since(start),
 		})
 	}
+}
+
+// interrupted replaces the error of a job that failed once the pool was killed, so the
+// caller can tell an interruption from a real failure (and, say, leave the message for
+// redelivery instead of storing a FAILURE).
+func (p *Pool) interrupted(err error) error {
+	if err != nil && p.base.Err() != nil {
+		return fmt.Errorf("%w (%v)", ErrKilled, err)
+	}
+	return err
 }
 
 func (p *Pool) jobContext(job Job) (context.Context, context.CancelFunc) {
@@ -190,7 +214,7 @@ func (p *Pool) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	p.kill()
+	p.kill(ErrKilled)
 	// ReleaseTimeout, unlike Release, also waits for ants' own housekeeping goroutines.
 	_ = p.workers.ReleaseTimeout(3 * time.Second)
 	return err

@@ -1,6 +1,7 @@
 package prefetch
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -82,7 +83,7 @@ func (a *acker) ack(tag uint64) {
 	a.since[i] = time.Now().UnixNano()
 	a.nready++
 	a.mu.Unlock()
-	a.flush(false)
+	a.flush()
 }
 
 // nack rejects tag at once.
@@ -98,7 +99,7 @@ func (a *acker) nack(tag uint64, requeue bool) {
 	if err := a.ch.Nack(tag, false, requeue); err != nil {
 		a.onError(err)
 	}
-	a.flush(false)
+	a.flush()
 }
 
 func (a *acker) index(tag uint64) (int, bool) {
@@ -109,27 +110,34 @@ func (a *acker) index(tag uint64) (int, bool) {
 }
 
 // tick acks stragglers that have waited longer than maxHold.
-func (a *acker) tick() { a.flush(true) }
+func (a *acker) tick() { a.flushUntil(time.Now().Add(-a.maxHold).UnixNano()) }
+
+// drain acks every finished delivery now, stragglers included (before a clean close).
+func (a *acker) drain() { a.flushUntil(math.MaxInt64) }
 
 // flush sends what can be sent. If another goroutine is flushing it returns at once;
 // the flusher checks for new work after letting go of the lock, so nothing is left behind.
-func (a *acker) flush(stragglers bool) {
+func (a *acker) flush() { a.flushUntil(0) }
+
+// flushUntil flushes, also acking singly the stragglers finished at or before cutoff
+// (unix nanos; 0 = none).
+func (a *acker) flushUntil(cutoff int64) {
 	for {
 		if !a.flushMu.TryLock() {
 			return
 		}
-		a.flushLocked(stragglers)
+		a.flushLocked(cutoff)
 		a.flushMu.Unlock()
 		if !a.prefixReady() {
 			return
 		}
-		stragglers = false
+		cutoff = 0
 	}
 }
 
-func (a *acker) flushLocked(stragglers bool) {
+func (a *acker) flushLocked(cutoff int64) {
 	for {
-		multi, singles := a.take(stragglers)
+		multi, singles := a.take(cutoff)
 		if multi == 0 && len(singles) == 0 {
 			return
 		}
@@ -145,7 +153,7 @@ func (a *acker) flushLocked(stragglers bool) {
 				return
 			}
 		}
-		stragglers = false
+		cutoff = 0
 	}
 }
 
@@ -158,7 +166,7 @@ func (a *acker) prefixReady() bool {
 
 // take removes the finished prefix and returns the tag that acks it (0 if none), plus
 // stragglers to ack singly.
-func (a *acker) take(stragglers bool) (multi uint64, singles []uint64) {
+func (a *acker) take(cutoff int64) (multi uint64, singles []uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -181,10 +189,9 @@ func (a *acker) take(stragglers bool) (multi uint64, singles []uint64) {
 			a.states, a.since = a.states[:0:0], a.since[:0:0]
 		}
 	}
-	if stragglers && a.nready > 0 {
-		limit := time.Now().Add(-a.maxHold).UnixNano()
+	if cutoff != 0 && a.nready > 0 {
 		for i, st := range a.states {
-			if st == ready && a.since[i] <= limit {
+			if st == ready && a.since[i] <= cutoff {
 				a.states[i] = settled
 				a.nready--
 				singles = append(singles, a.base+uint64(i))

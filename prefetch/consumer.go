@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -123,6 +124,7 @@ type Consumer struct {
 	closing       chan struct{}
 	done          chan struct{}
 	closeOnce     sync.Once
+	started       atomic.Bool
 
 	mu   sync.Mutex
 	conn *amqp.Connection // current connection, nil while reconnecting
@@ -154,6 +156,9 @@ func New(cfg Config) (*Consumer, error) {
 // retried with backoff until ctx is done, except for permanent errors, which are
 // returned. Later connection losses are retried in the background for ever.
 func (c *Consumer) Start(ctx context.Context, handle Handler) error {
+	if !c.started.CompareAndSwap(false, true) {
+		return errors.New("prefetch: Start called twice")
+	}
 	s, err := c.connectRetrying(ctx)
 	if err != nil {
 		c.stopConsuming()
@@ -172,7 +177,12 @@ func (c *Consumer) StopConsuming() { c.stopConsuming() }
 // unacknowledged) and waits for the consumer's goroutines.
 func (c *Consumer) Close() error {
 	c.stopConsuming()
-	c.closeOnce.Do(func() { close(c.closing) })
+	c.closeOnce.Do(func() {
+		close(c.closing)
+		if c.started.CompareAndSwap(false, true) {
+			close(c.done) // never started: nothing to wait for, and Start now refuses
+		}
+	})
 	<-c.done
 	return nil
 }
@@ -255,7 +265,7 @@ func (c *Consumer) serve(s *session, handle Handler) (lost bool) {
 			return true
 		case <-c.closing:
 			for _, a := range s.ackers {
-				a.flush(false)
+				a.drain()
 			}
 			end()
 			return false

@@ -22,7 +22,7 @@ type fakeStore struct {
 	docs     map[string]bson.Raw
 	inserts  []int // batch sizes
 	replaces []int
-	failNext int   // whole-command failures to return
+	failNext int    // whole-command failures to return
 	refuse   string // an id whose document is refused (not a duplicate)
 	block    chan struct{}
 }

@@ -60,6 +60,12 @@ func (t *task) run(ctx context.Context, h tasks.Handler) {
 }
 
 func (t *task) finish(o pool.Outcome) {
+	if errors.Is(o.Err, pool.ErrKilled) {
+		// Cut short by a cold shutdown: not the task's failure. Left unacked, the
+		// message goes back to the queue when the connection closes.
+		t.w.log.Warn("task interrupted by shutdown; left for redelivery", zap.String("task_id", t.req.ID))
+		return
+	}
 	if o.Err == nil {
 		t.succeeded(o)
 		return

@@ -32,6 +32,13 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
+// runError marks failures while running (exit 1); every other error, cobra's own
+// (unknown command, stray argument, bad flag) included, is a usage error.
+type runError struct{ err error }
+
+func (e runError) Error() string { return e.err.Error() }
+func (e runError) Unwrap() error { return e.err }
+
 func main() {
 	os.Exit(run(os.Args[1:]))
 }
@@ -45,10 +52,11 @@ func run(args []string) int {
 	}
 	fmt.Fprintln(os.Stderr, "ccworker:", err)
 	var ue usageError
-	if errors.As(err, &ue) {
-		return exitConfig
+	var re runError
+	if errors.As(err, &re) && !errors.As(err, &ue) {
+		return exitError
 	}
-	return exitError
+	return exitConfig
 }
 
 func newRootCommand() *cobra.Command {
@@ -63,7 +71,14 @@ difference. Flags mirror 'celery worker'; settings come from celeryconfig.py.`,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runWorker(cmd, opts)
+			if err := runWorker(cmd, opts); err != nil {
+				var ue usageError
+				if errors.As(err, &ue) {
+					return err
+				}
+				return runError{err}
+			}
+			return nil
 		},
 	}
 	opts.bind(cmd)

@@ -432,6 +432,7 @@ func printBanner(w io.Writer, s *settings, reg *tasks.Registry) {
 
 // logIgnored says once, at start-up, what was asked for that ccworker does not do.
 func logIgnored(log *zap.Logger, s *settings, o *workerOptions) {
+	log.Info("pool: " + s.poolNote)
 	if len(s.cfg.Ignored) > 0 {
 		log.Info("settings ccworker does not use", zap.Strings("keys", s.cfg.Ignored))
 	}
