@@ -4,7 +4,7 @@
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+LDFLAGS := -s -w -X github.com/ccworker/ccworker/cli.version=$(VERSION)
 PKGS    := ./...
 
 # Integration tests read these; scripts/services.sh starts what answers on them.

@@ -76,7 +76,7 @@ func BenchmarkPoolDispatch(b *testing.B) {
 type nullStore struct{}
 
 func (nullStore) InsertMany(context.Context, []bson.Raw) (map[int]error, error) { return nil, nil }
-func (nullStore) ReplaceMany(context.Context, []string, []bson.Raw) error     { return nil }
+func (nullStore) ReplaceMany(context.Context, []string, []bson.Raw) error       { return nil }
 
 // BenchmarkResultWriter: records through the batching writer (256 a batch) to a store that
 // costs nothing, callbacks included.

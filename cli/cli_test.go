@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -329,4 +329,22 @@ func TestPrefetchCappedAt16Bits(t *testing.T) {
 	isolate(t)
 	s := mustResolve(t, "-c", "20000", "--prefetch-multiplier", "4")
 	assert.Equal(t, 65535, s.prefetch)
+}
+
+func TestMainRegistersTheBinarysOwnTasks(t *testing.T) {
+	t.Chdir(t.TempDir())
+	registered := false
+	code := Main([]string{"-b", "amqp://guest:guest@127.0.0.1:1//", "-P", "bogus"}, func(reg *tasks.Registry) error {
+		registered = true
+		return nil
+	})
+	require.Equal(t, exitConfig, code)
+	require.False(t, registered, "flags are checked before any handler is registered")
+
+	code = Main([]string{"-b", "amqp://guest:guest@127.0.0.1:1//", "--result-backend", ""}, func(reg *tasks.Registry) error {
+		registered = true
+		return reg.Register(tasks.AddName, tasks.Add) // clashes with the built-in
+	})
+	require.True(t, registered)
+	require.Equal(t, exitConfig, code)
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -27,6 +27,7 @@ import (
 
 // workerOptions are the flags of the worker command; they mirror `celery worker`.
 type workerOptions struct {
+	register            Register
 	configPath          string
 	broker              string
 	resultBackend       string
@@ -106,6 +107,11 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 	reg := tasks.NewRegistry()
 	if err := tasks.RegisterBuiltins(reg); err != nil {
 		return err
+	}
+	if o.register != nil {
+		if err := o.register(reg); err != nil {
+			return usageError{fmt.Errorf("registering tasks: %w", err)}
+		}
 	}
 	for _, name := range sortedKeys(s.cfg.TaskAliases) {
 		if err := reg.Alias(name, s.cfg.TaskAliases[name]); err != nil {
