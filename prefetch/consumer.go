@@ -128,6 +128,7 @@ type Consumer struct {
 
 	mu   sync.Mutex
 	conn *amqp.Connection // current connection, nil while reconnecting
+	pub  *amqp.Channel    // confirm-mode channel for Publish, opened on demand
 }
 
 // New checks cfg and returns a Consumer; nothing connects until Start.
@@ -241,7 +242,7 @@ func (c *Consumer) serve(s *session, handle Handler) (lost bool) {
 			a.close()
 		}
 		c.mu.Lock()
-		c.conn = nil
+		c.conn, c.pub = nil, nil
 		c.mu.Unlock()
 		_ = s.conn.Close()
 		s.wg.Wait()
