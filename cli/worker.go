@@ -174,11 +174,10 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		TimeLimit: s.cfg.TaskTimeLimit, SoftTimeLimit: s.cfg.TaskSoftTimeLimit,
 		IgnoreResult: s.cfg.TaskIgnoreResult, StoreErrorsEvenIfIgnored: s.cfg.TaskStoreErrorsEvenIfIgnored,
 		LogTasks: o.logTasks, DrainTimeout: o.drainTimeout,
-	}, reg, consumer, rw, log.Named("worker"))
+	}, reg, consumer, rw, log)
 	if err != nil {
 		return err
 	}
-	log.Info(fmt.Sprintf("%s ready.", s.nodeName))
 	if err := w.Run(warm, cold); err != nil {
 		if errors.Is(err, prefetch.ErrPermanent) {
 			return usageError{err}

@@ -428,7 +428,11 @@ func classify(err error) error {
 	var aerr *amqp.Error
 	if errors.As(err, &aerr) {
 		switch aerr.Code {
-		case amqp.AccessRefused, amqp.NotAllowed, amqp.PreconditionFailed, amqp.NotFound, amqp.CommandInvalid:
+		case amqp.AccessRefused:
+			return fmt.Errorf("%w: the broker refused the login (ACCESS_REFUSED: check the user, password and vhost permissions): %v", ErrPermanent, err)
+		case amqp.NotAllowed:
+			return fmt.Errorf("%w: the broker refused the vhost (NOT_ALLOWED: does it exist, may this user use it?): %v", ErrPermanent, err)
+		case amqp.PreconditionFailed, amqp.NotFound, amqp.CommandInvalid:
 			return fmt.Errorf("%w: %v", ErrPermanent, err)
 		}
 	}

@@ -104,8 +104,13 @@ func (w *Worker) Run(ctx, kill context.Context) error {
 		if w.results != nil {
 			_ = w.results.Stop(context.Background())
 		}
+		if ctx.Err() != nil {
+			return nil // told to stop while still connecting: nothing was taken, nothing lost
+		}
 		return err
 	}
+	// Celery's line, printed once the worker really consumes: scripts wait for it.
+	w.log.Info(fmt.Sprintf("%s ready.", w.cfg.NodeName))
 	<-ctx.Done()
 	w.log.Info("warm shutdown: no new tasks; waiting for running ones", zap.Duration("timeout", w.cfg.DrainTimeout))
 	w.broker.StopConsuming()
