@@ -129,6 +129,8 @@ type Consumer struct {
 	mu   sync.Mutex
 	conn *amqp.Connection // current connection, nil while reconnecting
 	pub  *amqp.Channel    // confirm-mode channel for Publish, opened on demand
+
+	delayQueues map[string]bool // delay queues declared by Park
 }
 
 // New checks cfg and returns a Consumer; nothing connects until Start.

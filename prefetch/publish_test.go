@@ -46,3 +46,51 @@ func TestPublishGivesUpWhenNotConnected(t *testing.T) {
 	require.ErrorContains(t, err, ErrNotConnected.Error())
 	require.NoError(t, c.Close())
 }
+
+func TestDelayBucket(t *testing.T) {
+	for wait, want := range map[time.Duration]time.Duration{
+		0: time.Second, 500 * time.Millisecond: time.Second, time.Second: time.Second,
+		1999 * time.Millisecond: time.Second, 2 * time.Second: 2 * time.Second,
+		100 * time.Second: 64 * time.Second, 1000 * time.Hour: MaxDelayBucket,
+	} {
+		require.Equal(t, want, DelayBucket(wait), "wait %v", wait)
+	}
+	require.Equal(t, "ccworker.delay.remote.64s", DelayQueueName("remote", 64*time.Second))
+}
+
+func TestParkReturnsTheMessageToItsQueueLater(t *testing.T) {
+	b := newBroker(t)
+	name := b.queueName("park")
+	t.Cleanup(func() {
+		ch, err := b.conn.Channel()
+		if err == nil {
+			_, _ = ch.QueueDelete(DelayQueueName(name, time.Second), false, false, false)
+			_ = ch.Close()
+		}
+	})
+	require.NoError(t, Declare(b.conn, []Queue{CeleryQueue(name, 0)}))
+	c := newConsumer(t, b.url, Config{Queues: []Queue{CeleryQueue(name, 0)}})
+	got := make(chan *Delivery, 10)
+	require.NoError(t, c.Start(context.Background(), func(_ context.Context, d *Delivery) { got <- d }))
+	defer c.Close()
+	b.publish(name, 1)
+
+	first := <-got
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	parked := time.Now()
+	require.NoError(t, c.Park(ctx, first, time.Now().Add(1500*time.Millisecond)))
+	first.Ack()
+
+	select {
+	case back := <-got:
+		require.GreaterOrEqual(t, time.Since(parked), 900*time.Millisecond)
+		require.Equal(t, first.Body, back.Body)
+		require.Contains(t, back.Headers, "x-death", "dead-lettered by the delay queue")
+		require.NotContains(t, PublishingOf(back).Headers, "x-death")
+		back.Ack()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the parked message did not come back")
+	}
+	eventuallyCounts(t, name, 0, 0)
+}

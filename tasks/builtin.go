@@ -20,7 +20,7 @@ const (
 // RegisterBuiltins registers the built-in tasks.
 func RegisterBuiltins(r *Registry) error {
 	for name, h := range map[string]Handler{
-		NoopName: Noop, AddName: Add, SleepName: Sleep, EchoName: Echo, FailName: Fail,
+		NoopName: Noop, AddName: Add, SleepName: Sleep, EchoName: Echo, FailName: Fail, FlakyName: Flaky,
 	} {
 		if err := r.Register(name, h); err != nil {
 			return err

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/ccworker/ccworker/protocol"
 )
 
 func call(t *testing.T, h Handler, args []any, kwargs map[string]any) (any, error) {
@@ -30,7 +32,7 @@ func TestRegistry(t *testing.T) {
 	require.Equal(t, int64(5), v)
 	_, ok = r.Lookup("nope")
 	require.False(t, ok)
-	require.Equal(t, []string{AddName, EchoName, FailName, NoopName, SleepName, "cybercomq.tasks.tasks.add"}, r.Names())
+	require.Equal(t, []string{AddName, EchoName, FailName, FlakyName, NoopName, SleepName, "cybercomq.tasks.tasks.add"}, r.Names())
 }
 
 func TestAdd(t *testing.T) {
@@ -117,4 +119,43 @@ func TestSleep(t *testing.T) {
 	requireException(t, err, "ValueError", "sleep length must be a non-negative number, not str")
 	_, err = call(t, Sleep, []any{-1.0}, nil)
 	require.Error(t, err)
+}
+
+func TestFlaky(t *testing.T) {
+	req := &protocol.Request{ID: "x", Task: FlakyName}
+	_, err := Flaky(context.Background(), &Call{Args: []any{int64(2)}, Request: req})
+	var r *Retry
+	require.ErrorAs(t, err, &r)
+	now := time.Now()
+	require.Equal(t, now, r.When(now), "countdown=0: at once")
+	n, ok := r.Limit()
+	require.True(t, ok)
+	require.Equal(t, 2, n)
+	require.Equal(t, "RuntimeError", r.Exc.Type)
+
+	_, err = Flaky(context.Background(), &Call{Args: []any{int64(2)}, Kwargs: map[string]any{"countdown": 1.5}, Request: req})
+	require.ErrorAs(t, err, &r)
+	require.Equal(t, now.Add(1500*time.Millisecond), r.When(now))
+
+	req.Retries = 2
+	v, err := Flaky(context.Background(), &Call{Args: []any{int64(2)}, Request: req})
+	require.NoError(t, err)
+	require.Equal(t, int64(2), v)
+
+	_, err = Flaky(context.Background(), &Call{Args: []any{"x"}, Request: req})
+	requireException(t, err, "TypeError", "flaky() n must be a non-negative int, not str")
+}
+
+func TestRetryDefaults(t *testing.T) {
+	now := time.Now()
+	r := &Retry{}
+	require.Equal(t, now.Add(DefaultRetryDelay), r.When(now))
+	n, ok := r.Limit()
+	require.True(t, ok)
+	require.Equal(t, DefaultMaxRetries, n)
+	_, ok = (&Retry{MaxRetries: -1}).Limit()
+	require.False(t, ok)
+	eta := now.Add(time.Hour)
+	require.Equal(t, eta, (&Retry{ETA: eta, Countdown: time.Second}).When(now))
+	require.Equal(t, "Retry in 3m0s", r.Error())
 }
