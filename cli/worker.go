@@ -47,6 +47,8 @@ type workerOptions struct {
 	withoutMingle       bool
 	withoutHeartbeat    bool
 	purge               bool
+	earlyAck            bool
+	etaHold             time.Duration
 	drainTimeout        time.Duration
 	resultBatchSize     int
 	resultFlushInterval time.Duration
@@ -73,6 +75,8 @@ func (o *workerOptions) bind(cmd *cobra.Command) {
 	f.BoolVar(&o.withoutMingle, "without-mingle", false, "do not synchronize with other workers at start-up")
 	f.BoolVar(&o.withoutHeartbeat, "without-heartbeat", false, "send no worker heartbeat events")
 	f.BoolVar(&o.purge, "purge", false, "delete all waiting messages of the consumed queues before starting")
+	f.BoolVar(&o.earlyAck, "early-ack", false, "ack when a task starts, as Celery does by default (task_acks_late = False): for tasks that must never run twice; default: ack once the result is durable")
+	f.DurationVar(&o.etaHold, "eta-hold", 10*time.Second, "tasks due within this are held in memory; later ones wait in broker-side delay queues")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long a warm shutdown waits for running tasks")
 	f.IntVar(&o.resultBatchSize, "result-batch-size", 0, "results written per batch (default: ccworker_result_batch_size, 256)")
 	f.DurationVar(&o.resultFlushInterval, "result-flush-interval", 0, "longest wait before a partial batch is written (default: ccworker_result_flush_interval, 50ms)")
@@ -174,6 +178,11 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		TimeLimit: s.cfg.TaskTimeLimit, SoftTimeLimit: s.cfg.TaskSoftTimeLimit,
 		IgnoreResult: s.cfg.TaskIgnoreResult, StoreErrorsEvenIfIgnored: s.cfg.TaskStoreErrorsEvenIfIgnored,
 		LogTasks: o.logTasks, DrainTimeout: o.drainTimeout,
+		// ccworker acks late by default; Celery's early ack only when asked for explicitly.
+		EarlyAck:        o.earlyAck || (s.cfg.TaskAcksLate != nil && !*s.cfg.TaskAcksLate),
+		RejectOnFailure: !s.cfg.TaskAcksOnFailureOrTimeout,
+		TrackStarted:    s.cfg.TaskTrackStarted,
+		ETAHold:         o.etaHold,
 	}, reg, consumer, rw, log)
 	if err != nil {
 		return err

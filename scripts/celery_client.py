@@ -6,7 +6,7 @@ It builds a Celery app in code from the flags (no celeryconfig module) and sends
 works the same against ccworker and against a real `celery worker`.
 
 usage:
-  celery_client.py [app flags] call TASK [--args JSON] [--kwargs JSON] [--timeout S] [--countdown S]
+  celery_client.py [app flags] call TASK [--args JSON] [--kwargs JSON] [--timeout S] [--countdown S] [--expires S]
                                          [--expect-exc NAME]
   celery_client.py [app flags] load --task ccworker.noop|ccworker.sleep|ccworker.add --n N [--args JSON]
                                     [--ignore-result] [--publish-only] [--ids-file F] [--timeout S]
@@ -103,7 +103,7 @@ def cmd_call(app, a):
            'exc_message': None, 'traceback': None}
     try:
         r = app.send_task(a.task, args=json.loads(a.args), kwargs=json.loads(a.kwargs),
-                          queue=a.queue, countdown=a.countdown)
+                          queue=a.queue, countdown=a.countdown, expires=a.expires)
         out['id'] = r.id
         try:
             out['result'] = r.get(timeout=a.timeout, propagate=True)
@@ -307,6 +307,7 @@ def main(argv=None):
     c.add_argument('--kwargs', default='{}')
     c.add_argument('--timeout', type=float, default=30)
     c.add_argument('--countdown', type=float)
+    c.add_argument('--expires', type=float, help='seconds from now')
     c.add_argument('--expect-exc', help='exit 0 only if the task raised this exception class')
 
     ld = sub.add_parser('load', help='publish N tasks and wait until all are done')

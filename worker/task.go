@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
 	"github.com/ccworker/ccworker/pool"
@@ -17,11 +19,53 @@ import (
 	"github.com/ccworker/ccworker/tasks"
 )
 
+// errTerminated is the cancellation cause of a task revoked with terminate=True.
+var errTerminated = errors.New("task terminated by revoke")
+
+// discardedError is returned by a job that found its task revoked or expired just
+// before it started.
+type discardedError struct{ reason string }
+
+func (e discardedError) Error() string { return "task " + e.reason }
+
 // task is one delivery on its way through the worker.
 type task struct {
-	w   *Worker
-	d   *prefetch.Delivery
-	req *protocol.Request
+	w        *Worker
+	d        *prefetch.Delivery
+	req      *protocol.Request
+	received time.Time
+
+	settleOnce sync.Once
+
+	mu      sync.Mutex
+	started time.Time
+	cancel  context.CancelCauseFunc // set while running
+}
+
+// settle acks or rejects the message once; later calls do nothing (early ack).
+func (t *task) settle(f func()) { t.settleOnce.Do(f) }
+
+func (t *task) ack() { t.settle(t.d.Ack) }
+
+func (t *task) reject(requeue bool) { t.settle(func() { t.d.Reject(requeue) }) }
+
+// discarded says why the task must not run: "revoked", "expired" or "" (run it).
+func (t *task) discarded() string {
+	if t.w.cfg.Revoked.Contains(t.req.ID) {
+		return "revoked"
+	}
+	if !t.req.Expires.IsZero() && time.Now().After(t.req.Expires) {
+		return "expired"
+	}
+	return ""
+}
+
+func (t *task) terminate() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cancel != nil {
+		t.cancel(errTerminated)
+	}
 }
 
 func (t *task) limits() (hard, soft time.Duration) {
@@ -49,7 +93,7 @@ func (t *task) run(ctx context.Context, h tasks.Handler) {
 	hard, soft := t.limits()
 	call := &tasks.Call{Args: t.req.Args, Kwargs: t.req.Kwargs, Request: t.req, Hostname: t.w.cfg.NodeName}
 	err := t.w.pool.Submit(ctx, pool.Job{
-		Run:       func(ctx context.Context) (any, error) { return h(ctx, call) },
+		Run:       func(ctx context.Context) (any, error) { return t.execute(ctx, h, call) },
 		HardLimit: hard,
 		SoftLimit: soft,
 		Done:      t.finish,
@@ -59,18 +103,68 @@ func (t *task) run(ctx context.Context, h tasks.Handler) {
 	}
 }
 
+// execute runs on the pool: the last checks before the handler, then the handler.
+func (t *task) execute(ctx context.Context, h tasks.Handler, call *tasks.Call) (any, error) {
+	if reason := t.discarded(); reason != "" {
+		return nil, discardedError{reason}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	t.mu.Lock()
+	t.started, t.cancel = time.Now(), cancel
+	t.mu.Unlock()
+	t.w.mu.Lock()
+	t.w.running[t.req.ID] = t
+	t.w.mu.Unlock()
+	defer func() {
+		t.w.mu.Lock()
+		if t.w.running[t.req.ID] == t {
+			delete(t.w.running, t.req.ID)
+		}
+		t.w.mu.Unlock()
+		t.mu.Lock()
+		t.cancel = nil
+		t.mu.Unlock()
+	}()
+	if t.w.cfg.EarlyAck {
+		t.ack() // Celery's default: acked when the pool accepts the task
+	}
+	if t.w.cfg.TrackStarted && t.storesResults() {
+		payload := fmt.Sprintf(`{"pid": %d, "hostname": %q}`, os.Getpid(), t.w.cfg.NodeName)
+		if err := t.w.results.Write(ctx, t.record(results.StatusStarted, payload, ""), func(error) {}); err != nil {
+			t.w.log.Warn("STARTED not stored", zap.String("task_id", t.req.ID), zap.Error(err))
+		}
+	}
+	v, err := h(ctx, call)
+	if err != nil && errors.Is(context.Cause(ctx), errTerminated) {
+		return nil, errTerminated
+	}
+	return v, err
+}
+
+func (t *task) storesResults() bool {
+	return t.w.results != nil && !t.w.cfg.IgnoreResult && !t.req.IgnoreResult
+}
+
 func (t *task) finish(o pool.Outcome) {
-	if errors.Is(o.Err, pool.ErrKilled) {
+	var retry *tasks.Retry
+	var discarded discardedError
+	switch {
+	case errors.Is(o.Err, pool.ErrKilled):
 		// Cut short by a cold shutdown: not the task's failure. Left unacked, the
 		// message goes back to the queue when the connection closes.
 		t.w.log.Warn("task interrupted by shutdown; left for redelivery", zap.String("task_id", t.req.ID))
-		return
-	}
-	if o.Err == nil {
+	case o.Err == nil:
 		t.succeeded(o)
-		return
+	case errors.As(o.Err, &discarded):
+		t.revoked(discarded.reason)
+	case errors.Is(o.Err, errTerminated):
+		t.revoked("terminated")
+	case errors.As(o.Err, &retry):
+		t.retry(o, retry)
+	default:
+		t.failed(o, exceptionOf(o.Err))
 	}
-	t.failed(o, exceptionOf(o.Err))
 }
 
 func (t *task) succeeded(o pool.Outcome) {
@@ -85,11 +179,11 @@ func (t *task) succeeded(o pool.Outcome) {
 		t.w.log.Info(fmt.Sprintf("Task %s[%s] succeeded in %.6fs: %s", t.req.Name(), t.req.ID,
 			o.Runtime.Seconds(), truncate(string(payload), 1024)))
 	}
-	if t.w.results == nil || t.w.cfg.IgnoreResult || t.req.IgnoreResult {
-		t.d.Ack()
+	if !t.storesResults() {
+		t.ack()
 		return
 	}
-	t.store(t.record(results.StatusSuccess, string(payload), ""), t.d.Ack)
+	t.store(t.record(results.StatusSuccess, string(payload), ""), t.ack)
 }
 
 func (t *task) failed(o pool.Outcome, exc *tasks.Exception) {
@@ -100,13 +194,101 @@ func (t *task) failed(o pool.Outcome, exc *tasks.Exception) {
 	}
 	t.w.log.Error(fmt.Sprintf("Task %s[%s] raised unexpected: %s", t.req.Name(), t.req.ID, exc.Error()),
 		zap.Duration("runtime", o.Runtime))
+	settle := t.ack
+	if t.w.cfg.RejectOnFailure {
+		settle = func() { t.reject(false) }
+	}
 	// Celery stores errors unless the task itself ignores results (the per-message
 	// ignore_result header does not suppress them).
-	if t.w.results == nil || (t.w.cfg.IgnoreResult && !t.w.cfg.StoreErrorsEvenIfIgnored) {
-		t.d.Ack()
+	if !t.storesErrors() {
+		settle()
 		return
 	}
-	t.store(t.exceptionRecord(results.StatusFailure, exc, tb), t.d.Ack)
+	t.store(t.exceptionRecord(results.StatusFailure, exc, tb), settle)
+}
+
+func (t *task) storesErrors() bool {
+	return t.w.results != nil && (!t.w.cfg.IgnoreResult || t.w.cfg.StoreErrorsEvenIfIgnored)
+}
+
+// retry re-publishes the task as Celery's Task.retry does: same id, retries + 1, an
+// ETA, the same routing and priority. RETRY is stored first, then the new message is
+// published and confirmed, then the original is acked; so a crash at any point leaves
+// the task either still queued or re-queued, never gone.
+func (t *task) retry(o pool.Outcome, r *tasks.Retry) {
+	if limit, ok := r.Limit(); ok && t.req.Retries >= limit {
+		exc := r.Exc
+		if exc == nil {
+			exc = &tasks.Exception{Module: "celery.exceptions", Type: "MaxRetriesExceededError", Args: []any{
+				fmt.Sprintf("Can't retry %s[%s] args:%s kwargs:%s", t.req.Task, t.req.ID,
+					reprArgs(t.req), reprKwargs(t.req))}}
+		}
+		t.failed(o, exc)
+		return
+	}
+	when := r.When(time.Now())
+	exchange, key, msg, err := t.retryMessage(when)
+	if err != nil {
+		t.failed(o, &tasks.Exception{Module: "kombu.exceptions", Type: "EncodeError",
+			Args: []any{fmt.Sprintf("cannot build the retry message: %v", err)}})
+		return
+	}
+	t.w.stats.Retried.Add(1)
+	t.w.log.Info(fmt.Sprintf("Task %s[%s] retry: %s", t.req.Name(), t.req.ID, r.Error()))
+	publish := func() {
+		t.w.bg.Add(1)
+		go func() {
+			defer t.w.bg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := t.w.broker.Publish(ctx, exchange, key, msg); err != nil {
+				// The retry is not queued: run the task again from the original.
+				t.w.log.Error("cannot publish the retry; the task goes back to its queue",
+					zap.String("task_id", t.req.ID), zap.Error(err))
+				t.reject(true)
+				return
+			}
+			t.ack()
+		}()
+	}
+	if !t.storesErrors() {
+		publish()
+		return
+	}
+	payload, tb := "null", traceback(t.req, &tasks.Exception{Module: "celery.exceptions", Type: "Retry",
+		Args: []any{r.Error()}}, nil)
+	if r.Exc != nil {
+		p, err := r.Exc.Info().AppendJSON(nil)
+		if err == nil {
+			payload = string(p)
+		}
+		tb = traceback(t.req, r.Exc, nil)
+	}
+	t.store(t.record(results.StatusRetry, payload, tb), publish)
+}
+
+// retryMessage builds the re-published message. A protocol 2 message keeps its body
+// and headers, with retries and eta changed; a protocol 1 message is re-encoded as v2.
+func (t *task) retryMessage(when time.Time) (exchange, key string, msg amqp.Publishing, err error) {
+	exchange, key = t.d.Exchange, t.d.RoutingKey
+	eta := when.UTC().Format("2006-01-02T15:04:05.000000-07:00")
+	if t.req.Protocol == 2 && t.d.Headers["task"] != nil {
+		msg = prefetch.PublishingOf(t.d)
+		msg.Headers["retries"] = int32(t.req.Retries + 1)
+		msg.Headers["eta"] = eta
+		msg.Headers["origin"] = t.w.cfg.NodeName
+		return exchange, key, msg, nil
+	}
+	next := *t.req
+	next.Protocol, next.Retries, next.ETA, next.Origin = 2, t.req.Retries+1, when.UTC(), t.w.cfg.NodeName
+	m, err := protocol.EncodeV2(&next)
+	if err != nil {
+		return "", "", amqp.Publishing{}, err
+	}
+	return exchange, key, amqp.Publishing{
+		Headers: prefetch.Table(m.Headers), ContentType: m.ContentType, ContentEncoding: m.ContentEncoding,
+		DeliveryMode: amqp.Persistent, Priority: t.d.Priority, CorrelationId: t.req.ID, Body: m.Body,
+	}, nil
 }
 
 // unknown handles a task name nobody registered: FAILURE NotRegistered is stored, then
@@ -116,7 +298,7 @@ func (t *task) unknown() {
 	t.w.log.Error(fmt.Sprintf("Received unregistered task of type %q.", t.req.Task),
 		zap.String("task_id", t.req.ID), zap.String("hint", "register it, or map it with ccworker_task_aliases"))
 	exc := &tasks.Exception{Module: "celery.exceptions", Type: "NotRegistered", Args: []any{t.req.Task}}
-	reject := func() { t.d.Reject(false) }
+	reject := func() { t.reject(false) }
 	if t.w.results == nil {
 		reject()
 		return
@@ -128,12 +310,12 @@ func (t *task) unknown() {
 func (t *task) revoked(reason string) {
 	t.w.stats.Revoked.Add(1)
 	t.w.log.Info(fmt.Sprintf("Discarding revoked task: %s[%s] (%s)", t.req.Name(), t.req.ID, reason))
-	if t.w.results == nil || (t.w.cfg.IgnoreResult && !t.w.cfg.StoreErrorsEvenIfIgnored) {
-		t.d.Ack()
+	if !t.storesErrors() {
+		t.ack()
 		return
 	}
 	exc := &tasks.Exception{Module: "celery.exceptions", Type: "TaskRevokedError", Args: []any{reason}}
-	t.store(t.exceptionRecord(results.StatusRevoked, exc, ""), t.d.Ack)
+	t.store(t.exceptionRecord(results.StatusRevoked, exc, ""), t.ack)
 }
 
 func (t *task) exceptionRecord(status string, exc *tasks.Exception, tb string) *results.Record {
@@ -195,6 +377,20 @@ func exceptionOf(err error) *tasks.Exception {
 	default:
 		return &tasks.Exception{Module: "builtins", Type: "Exception", Args: []any{err.Error()}}
 	}
+}
+
+func reprArgs(r *protocol.Request) string {
+	if r.ArgsRepr != "" {
+		return r.ArgsRepr
+	}
+	return fmt.Sprint(r.Args)
+}
+
+func reprKwargs(r *protocol.Request) string {
+	if r.KwargsRepr != "" {
+		return r.KwargsRepr
+	}
+	return fmt.Sprint(r.Kwargs)
 }
 
 // traceback writes a Python-style traceback whose last line is "Type: message", which

@@ -7,10 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
 	"github.com/ccworker/ccworker/pool"
@@ -31,6 +33,16 @@ type Broker interface {
 	Start(ctx context.Context, handle prefetch.Handler) error
 	StopConsuming()
 	Close() error
+	// Publish sends a message and returns once the broker has confirmed it.
+	Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error
+	// Park moves a delivery to a broker-side delay queue that returns it by until.
+	Park(ctx context.Context, d *prefetch.Delivery, until time.Time) error
+}
+
+// RevokedSet holds the ids of revoked tasks (Celery's LimitedSet).
+type RevokedSet interface {
+	Add(ids ...string)
+	Contains(id string) bool
 }
 
 // Config configures a Worker.
@@ -49,6 +61,24 @@ type Config struct {
 	// LogTasks writes Celery's "received" and "succeeded in" lines at INFO.
 	LogTasks     bool
 	DrainTimeout time.Duration // how long a warm shutdown waits for running tasks
+
+	// EarlyAck acks a message when its task starts, as Celery does by default
+	// (task_acks_late = False set explicitly): for tasks that must not run twice. By
+	// default ccworker acks once the result is durable (at-least-once).
+	EarlyAck bool
+	// RejectOnFailure rejects (without requeue) a failed or timed-out task's message
+	// instead of acking it: task_acks_on_failure_or_timeout = False.
+	RejectOnFailure bool
+	// TrackStarted stores STARTED before a task runs (task_track_started).
+	TrackStarted bool
+	// ETAHold is how far ahead of its ETA a task is held in memory (unacked);
+	// later ones are parked in broker-side delay queues and acked. Default 10 s.
+	ETAHold time.Duration
+	// MaxHeld bounds the tasks held in memory for their ETA; beyond it they are
+	// parked even when due soon. Default 1000.
+	MaxHeld int
+	// Revoked is the set of revoked task ids; nil makes a private one.
+	Revoked RevokedSet
 }
 
 // Limits are a task's time limits; zero means not set.
@@ -64,12 +94,17 @@ type Worker struct {
 	pool    *pool.Pool
 
 	etaWait sync.WaitGroup // goroutines holding tasks until their ETA
+	bg      sync.WaitGroup // publishes of retries and parked tasks in flight
+	held    atomic.Int64   // tasks held in memory for their ETA
 	stats   Stats
+
+	mu      sync.Mutex
+	running map[string]*task // by task id, for revoke(terminate=True) and inspection
 }
 
 // Stats counts what the worker did.
 type Stats struct {
-	Received, Succeeded, Failed, Rejected, Revoked atomic.Uint64
+	Received, Succeeded, Failed, Rejected, Revoked, Retried atomic.Uint64
 }
 
 // New returns a Worker. results may be nil when no result backend is configured.
@@ -87,7 +122,17 @@ func New(cfg Config, reg *tasks.Registry, broker Broker, rw ResultWriter, log *z
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{cfg: cfg, reg: reg, log: log, broker: broker, results: rw, pool: p}, nil
+	if cfg.ETAHold == 0 {
+		cfg.ETAHold = 10 * time.Second
+	}
+	if cfg.MaxHeld == 0 {
+		cfg.MaxHeld = 1000
+	}
+	if cfg.Revoked == nil {
+		cfg.Revoked = newRevokedSet(50000)
+	}
+	return &Worker{cfg: cfg, reg: reg, log: log, broker: broker, results: rw, pool: p,
+		running: map[string]*task{}}, nil
 }
 
 // Stats returns the worker's counters.
@@ -115,6 +160,7 @@ func (w *Worker) Run(ctx, kill context.Context) error {
 	w.log.Info("warm shutdown: no new tasks; waiting for running ones", zap.Duration("timeout", w.cfg.DrainTimeout))
 	w.broker.StopConsuming()
 	w.etaWait.Wait()
+	defer w.bg.Wait()
 
 	drain, cancel := context.WithTimeout(kill, w.cfg.DrainTimeout)
 	defer cancel()
@@ -127,6 +173,7 @@ func (w *Worker) Run(ctx, kill context.Context) error {
 			errs = append(errs, fmt.Errorf("results not flushed: %w", err))
 		}
 	}
+	w.bg.Wait() // retries and parked tasks publish before the connection goes
 	if err := w.broker.Close(); err != nil {
 		errs = append(errs, err)
 	}
@@ -145,7 +192,7 @@ func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
 		w.refuse(d, err)
 		return
 	}
-	t := &task{w: w, d: d, req: req}
+	t := &task{w: w, d: d, req: req, received: time.Now()}
 	if w.cfg.LogTasks {
 		w.log.Info(fmt.Sprintf("Task %s[%s] received", req.Name(), req.ID))
 	}
@@ -154,31 +201,83 @@ func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
 		t.unknown()
 		return
 	}
-	if !req.Expires.IsZero() && time.Now().After(req.Expires) {
-		t.revoked("expired")
+	if reason := t.discarded(); reason != "" {
+		t.revoked(reason)
 		return
 	}
 	if !req.ETA.IsZero() {
 		if wait := time.Until(req.ETA); wait > 0 {
-			w.holdUntilETA(ctx, t, h, wait)
+			if wait <= w.cfg.ETAHold && w.held.Load() < int64(w.cfg.MaxHeld) {
+				w.holdUntilETA(ctx, t, h, wait)
+			} else {
+				w.park(t)
+			}
 			return
 		}
 	}
 	t.run(ctx, h)
 }
 
+// Revoke adds ids to the revoked set; with terminate it also stops those running now
+// (their context is cancelled; REVOKED 'terminated' is stored). It returns the ids that
+// were running.
+func (w *Worker) Revoke(ids []string, terminate bool) (running []string) {
+	w.cfg.Revoked.Add(ids...)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, id := range ids {
+		if t, ok := w.running[id]; ok {
+			running = append(running, id)
+			if terminate {
+				t.terminate()
+			}
+		}
+	}
+	return running
+}
+
+// Running returns the ids of the tasks running now, sorted.
+func (w *Worker) Running() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ids := make([]string, 0, len(w.running))
+	for id := range w.running {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// park sends a task due later to a broker-side delay queue, then acks it.
+func (w *Worker) park(t *task) {
+	w.bg.Add(1)
+	go func() {
+		defer w.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := w.broker.Park(ctx, t.d, t.req.ETA); err != nil {
+			w.log.Warn("cannot park a task until its ETA; left for redelivery",
+				zap.String("task_id", t.req.ID), zap.Error(err))
+			return
+		}
+		t.d.Ack()
+	}()
+}
+
 // holdUntilETA keeps the (unacked) message until its ETA, then runs it. The number held
 // is bounded by the broker's prefetch limit.
 func (w *Worker) holdUntilETA(ctx context.Context, t *task, h tasks.Handler, wait time.Duration) {
 	w.etaWait.Add(1)
+	w.held.Add(1)
 	go func() {
 		defer w.etaWait.Done()
+		defer w.held.Add(-1)
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
 		select {
 		case <-timer.C:
-			if !t.req.Expires.IsZero() && time.Now().After(t.req.Expires) {
-				t.revoked("expired")
+			if reason := t.discarded(); reason != "" {
+				t.revoked(reason)
 				return
 			}
 			t.run(ctx, h)

@@ -108,6 +108,48 @@ type fakeBroker struct {
 	handle  prefetch.Handler
 
 	stopped, closed atomic.Bool
+
+	mu         sync.Mutex
+	published  []published
+	parked     []parkedDelivery
+	publishErr error
+}
+
+// published is a message the worker sent (a retry).
+type published struct {
+	exchange, key string
+	msg           amqp.Publishing
+}
+
+type parkedDelivery struct {
+	d     *prefetch.Delivery
+	until time.Time
+}
+
+func (b *fakeBroker) Publish(_ context.Context, exchange, key string, msg amqp.Publishing) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.publishErr != nil {
+		b.j.add("publish failed %s", msg.Headers["id"])
+		return b.publishErr
+	}
+	b.published = append(b.published, published{exchange, key, msg})
+	b.j.add("publish %s retries=%v", msg.Headers["id"], msg.Headers["retries"])
+	return nil
+}
+
+func (b *fakeBroker) Park(_ context.Context, d *prefetch.Delivery, until time.Time) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.parked = append(b.parked, parkedDelivery{d, until})
+	b.j.add("park %d", d.Tag)
+	return nil
+}
+
+func (b *fakeBroker) sent() []published {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]published(nil), b.published...)
 }
 
 func newFakeBroker(j *journal) *fakeBroker {
@@ -555,7 +597,7 @@ func TestETARunsAfterItsETA(t *testing.T) {
 func TestETAHeldAtShutdownIsLeftUnsettled(t *testing.T) {
 	h := start(t)
 	r := req(tasks.NoopName)
-	r.ETA = time.Now().Add(time.Hour).UTC()
+	r.ETA = time.Now().Add(5 * time.Second).UTC() // within the hold window
 	h.send(r)
 	require.NoError(t, h.shutdown())
 	h.noSettlement(20 * time.Millisecond)

@@ -1,0 +1,84 @@
+package interop
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/ccworker/ccworker/prefetch"
+)
+
+// Retries, ETA (held and parked in a broker-side delay queue) and expiry, sent by
+// Celery's own client.
+func TestRetryETAAndExpiry(t *testing.T) {
+	needCelery(t)
+	s := newSetup(t)
+	t.Cleanup(func() {
+		for _, b := range []time.Duration{time.Second, 2 * time.Second} {
+			deleteQueue(t, s.amqpURL, prefetch.DelayQueueName(s.queue, b))
+		}
+	})
+	p := s.start(t, "--eta-hold", "1s")
+	defer p.stop(t)
+
+	type result struct {
+		out     callOut
+		err     error
+		elapsed time.Duration
+	}
+	calls := map[string][]string{
+		"flaky":   {"ccworker.flaky", "[2]", "{}"},
+		"eta":     {"ccworker.add", "[1, 2]", "{}", "--countdown", "3"},
+		"expired": {"ccworker.add", "[1, 2]", "{}", "--countdown", "3", "--expires", "1.5"},
+	}
+	got := make(chan struct {
+		name string
+		result
+	}, len(calls))
+	for name, c := range calls {
+		go func() {
+			start := time.Now()
+			stdout, stderr, code, err := s.run(t.Context(), client{}, append([]string{"call", c[0], "--args", c[1],
+				"--kwargs", c[2], "--timeout", "30"}, c[3:]...)...)
+			r := result{err: err, elapsed: time.Since(start)}
+			if err == nil {
+				r.out, r.err = parseCallOut(stdout)
+				r.out.code, r.out.stderr = code, stderr
+			}
+			got <- struct {
+				name string
+				result
+			}{name, r}
+		}()
+	}
+	res := map[string]result{}
+	for range calls {
+		g := <-got
+		require.NoError(t, g.err, g.name)
+		res[g.name] = g.result
+	}
+
+	flaky := res["flaky"].out
+	assert.Equal(t, "SUCCESS", flaky.State, "flaky: %+v\n%s", flaky, p.out.String())
+	assert.Equal(t, json.Number("2"), flaky.Result)
+	raw, err := s.findRaw(t, flaky.ID)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, raw.Lookup("retries").Int32(), "the last run is the second retry")
+
+	eta := res["eta"]
+	assert.Equal(t, "SUCCESS", eta.out.State, "eta: %+v", eta.out)
+	assert.GreaterOrEqual(t, eta.elapsed, 3*time.Second, "ran no earlier than its ETA")
+	assert.Less(t, eta.elapsed, 8*time.Second, "and soon after it")
+	// Due in 3 s with a 1 s hold window: it went through the 2 s delay queue.
+	assert.Zero(t, readyCount(t, s.amqpURL, prefetch.DelayQueueName(s.queue, 2*time.Second)),
+		"the delay queue exists and is empty again")
+
+	expired := res["expired"].out
+	assert.Equal(t, "TaskRevokedError", expired.ExcType, "expired: %+v", expired)
+	assert.Equal(t, []any{"expired"}, expired.ExcMessage)
+	assert.Equal(t, 1, s.countDocs(t, bson.D{{Key: "_id", Value: expired.ID}, {Key: "status", Value: "REVOKED"}}))
+}

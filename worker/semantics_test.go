@@ -1,0 +1,146 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ccworker/ccworker/protocol"
+	"github.com/ccworker/ccworker/results"
+	"github.com/ccworker/ccworker/tasks"
+	"github.com/ccworker/ccworker/worker"
+)
+
+func TestFarETAIsParkedThenAcked(t *testing.T) {
+	h := start(t)
+	r := req(tasks.NoopName)
+	r.ETA = time.Now().Add(time.Hour).UTC()
+	tag := h.send(r)
+	acked(t, h.settlement(), tag)
+	h.broker.mu.Lock()
+	parked := h.broker.parked
+	h.broker.mu.Unlock()
+	require.Len(t, parked, 1)
+	assert.WithinDuration(t, r.ETA, parked[0].until, time.Millisecond)
+	assert.Less(t, h.j.index("park 1"), h.j.index("ack 1"), "acked only once the copy is confirmed")
+	h.noRecord(20 * time.Millisecond)
+}
+
+func TestTooManyHeldETATasksArePark(t *testing.T) {
+	h := start(t, withConfig(func(c *worker.Config) { c.MaxHeld = 1 }))
+	first, second := req(tasks.NoopName), req(tasks.NoopName)
+	first.ETA = time.Now().Add(3 * time.Second).UTC()
+	second.ETA = first.ETA
+	h.send(first)
+	tag := h.send(second)
+	acked(t, h.settlement(), tag) // the second is parked: the store is full
+}
+
+func TestRetryStoresRetryPublishesThenAcks(t *testing.T) {
+	h := start(t)
+	r := req(tasks.FlakyName, int64(1))
+	r.Kwargs = map[string]any{"countdown": int64(5)}
+	tag := h.send(r)
+	acked(t, h.settlement(), tag)
+
+	rec := h.record()
+	assert.Equal(t, results.StatusRetry, rec.Status)
+	assert.Equal(t, "RuntimeError", exc(t, rec).Type)
+	assert.True(t, rec.DateDone.IsZero() || !rec.Ready(), "RETRY has no date_done")
+	j := h.j.all()
+	assert.Less(t, h.j.index("write "+r.ID+" RETRY"), h.j.index("publish "+r.ID+" retries=1"), "journal %q", j)
+	assert.Less(t, h.j.index("publish "+r.ID+" retries=1"), h.j.index("ack 1"), "journal %q", j)
+
+	sent := h.broker.sent()
+	require.Len(t, sent, 1)
+	assert.Equal(t, "celery", sent[0].exchange)
+	assert.Equal(t, "celery", sent[0].key)
+	m := sent[0].msg
+	assert.Equal(t, r.ID, m.Headers["id"])
+	back, err := protocol.Decode(protocol.Message{ContentType: m.ContentType, Headers: m.Headers, Body: m.Body}, protocol.Accept{})
+	require.NoError(t, err)
+	assert.Equal(t, 1, back.Retries)
+	assert.WithinDuration(t, time.Now().Add(5*time.Second), back.ETA, time.Second)
+	assert.Equal(t, r.Args, back.Args)
+}
+
+func TestRetriesExhaustedFail(t *testing.T) {
+	h := start(t, withTask("t.always", func(context.Context, *tasks.Call) (any, error) {
+		return nil, &tasks.Retry{MaxRetries: 2}
+	}))
+	r := req("t.always")
+	r.Retries = 2
+	tag := h.send(r)
+	acked(t, h.settlement(), tag)
+	rec := h.record()
+	assert.Equal(t, results.StatusFailure, rec.Status)
+	e := exc(t, rec)
+	assert.Equal(t, "MaxRetriesExceededError", e.Type)
+	assert.Equal(t, "celery.exceptions", e.Module)
+	assert.Contains(t, e.Message[0], "Can't retry t.always["+r.ID+"]")
+	assert.Empty(t, h.broker.sent())
+}
+
+func TestRetryPublishFailureRequeues(t *testing.T) {
+	h := start(t)
+	h.broker.publishErr = errors.New("connection lost")
+	tag := h.send(req(tasks.FlakyName, int64(1)))
+	assert.Equal(t, settlement{tag: tag, requeue: true}, h.settlement(), "the original goes back to the queue")
+}
+
+func TestEarlyAckAcksBeforeTheResult(t *testing.T) {
+	h := start(t, manualWrites, withConfig(func(c *worker.Config) { c.EarlyAck = true }))
+	tag := h.send(req(tasks.AddName, int64(1), int64(2)))
+	acked(t, h.settlement(), tag)
+	assert.Equal(t, results.StatusSuccess, h.record().Status)
+	h.writer.answer(nil)
+	h.noSettlement(20 * time.Millisecond) // not acked twice
+}
+
+func TestRejectOnFailure(t *testing.T) {
+	h := start(t, withConfig(func(c *worker.Config) { c.RejectOnFailure = true }))
+	tag := h.send(req(tasks.FailName, "x"))
+	rejected(t, h.settlement(), tag)
+	assert.False(t, h.settler.of(tag)[0].requeue)
+	assert.Equal(t, results.StatusFailure, h.record().Status)
+}
+
+func TestTrackStarted(t *testing.T) {
+	h := start(t, withConfig(func(c *worker.Config) { c.TrackStarted = true }))
+	tag := h.send(req(tasks.AddName, int64(1), int64(2)))
+	acked(t, h.settlement(), tag)
+	started, done := h.record(), h.record()
+	assert.Equal(t, results.StatusStarted, started.Status)
+	assert.Contains(t, started.Result, `"hostname": "celery@test"`)
+	assert.Equal(t, results.StatusSuccess, done.Status)
+}
+
+func TestRevokedAtReceipt(t *testing.T) {
+	h := start(t)
+	r := req(tasks.AddName, int64(1), int64(2))
+	assert.Empty(t, h.w.Revoke([]string{r.ID}, false))
+	tag := h.send(r)
+	acked(t, h.settlement(), tag)
+	rec := h.record()
+	assert.Equal(t, results.StatusRevoked, rec.Status)
+	assert.Equal(t, []any{"revoked"}, exc(t, rec).Message)
+}
+
+func TestRevokeTerminateStopsARunningTask(t *testing.T) {
+	h := start(t)
+	r := req(tasks.SleepName, int64(60))
+	tag := h.send(r)
+	require.Eventually(t, func() bool { return len(h.w.Running()) == 1 }, wait, time.Millisecond)
+	assert.Equal(t, []string{r.ID}, h.w.Running())
+	assert.Equal(t, []string{r.ID}, h.w.Revoke([]string{r.ID}, true))
+	acked(t, h.settlement(), tag)
+	rec := h.record()
+	assert.Equal(t, results.StatusRevoked, rec.Status)
+	assert.Equal(t, "TaskRevokedError", exc(t, rec).Type)
+	assert.Equal(t, []any{"terminated"}, exc(t, rec).Message)
+}
+
