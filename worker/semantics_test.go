@@ -143,4 +143,3 @@ func TestRevokeTerminateStopsARunningTask(t *testing.T) {
 	assert.Equal(t, "TaskRevokedError", exc(t, rec).Type)
 	assert.Equal(t, []any{"terminated"}, exc(t, rec).Message)
 }
-
