@@ -169,6 +169,15 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		writer.Start()
 	}
 
+	// Per-task annotations (task_annotations) for every name this worker runs.
+	limits, rates := map[string]worker.Limits{}, map[string]float64{}
+	for _, name := range reg.Names() {
+		if hard, soft := s.cfg.TaskTimeLimits(name); hard > 0 || soft > 0 {
+			limits[name] = worker.Limits{Hard: hard, Soft: soft}
+		}
+		rates[name] = s.cfg.TaskRateLimit(name)
+	}
+
 	var rw worker.ResultWriter
 	if writer != nil {
 		rw = writer
@@ -183,6 +192,8 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		RejectOnFailure: !s.cfg.TaskAcksOnFailureOrTimeout,
 		TrackStarted:    s.cfg.TaskTrackStarted,
 		ETAHold:         o.etaHold,
+		TaskLimits:      limits,
+		RateLimits:      rates,
 	}, reg, consumer, rw, log)
 	if err != nil {
 		return err

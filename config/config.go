@@ -61,6 +61,17 @@ type Config struct {
 	Imports   []string
 	Include   []string
 
+	// TaskRoutes is task_routes as written (a dict or a list of dicts of glob
+	// pattern -> route); the canvas router interprets it.
+	TaskRoutes any
+	// TaskAnnotations is task_annotations: task name (or "*") -> attributes such as
+	// time_limit, soft_time_limit, rate_limit.
+	TaskAnnotations map[string]map[string]any
+	// TaskDefaultRateLimit is task_default_rate_limit in tasks per second (0 = none).
+	TaskDefaultRateLimit float64
+	// WorkerDisableRateLimits turns every rate limit off.
+	WorkerDisableRateLimits bool
+
 	// TaskAliases maps Celery task names to ccworker handler names
 	// (ccworker_task_aliases).
 	TaskAliases map[string]string
@@ -563,6 +574,48 @@ func build(file string, raw map[string]any, rawPos map[string]pos, env func(stri
 	r.str("timezone", &c.Timezone)
 	r.strList("imports", &c.Imports)
 	r.strList("include", &c.Include)
+
+	if v, ok := r.get("task_routes"); ok {
+		switch v.(type) {
+		case nil:
+		case map[string]any, []any, string:
+			c.TaskRoutes = v
+		default:
+			r.fail("task_routes", wrongType("a dict or a list of dicts", v))
+		}
+	}
+	if v, ok := r.get("task_annotations"); ok {
+		switch v := v.(type) {
+		case nil:
+		case map[string]any:
+			c.TaskAnnotations = make(map[string]map[string]any, len(v))
+			for name, a := range v {
+				attrs, ok := a.(map[string]any)
+				if !ok {
+					r.fail("task_annotations", fmt.Errorf("%w: annotations of %q: want a dict, got %s", ErrWrongType, name, pyTypeName(a)))
+					break
+				}
+				for _, k := range []string{"rate_limit"} {
+					if rv, ok := attrs[k]; ok {
+						if _, err := ParseRate(rv); err != nil {
+							r.fail("task_annotations", fmt.Errorf("%q %s: %w", name, k, err))
+						}
+					}
+				}
+				c.TaskAnnotations[name] = attrs
+			}
+		default:
+			r.fail("task_annotations", wrongType("a dict of task name -> dict of attributes", v))
+		}
+	}
+	if v, ok := r.get("task_default_rate_limit"); ok {
+		rate, err := ParseRate(v)
+		if err != nil {
+			r.fail("task_default_rate_limit", err)
+		}
+		c.TaskDefaultRateLimit = rate
+	}
+	r.boolean("worker_disable_rate_limits", &c.WorkerDisableRateLimits)
 
 	if v, ok := r.get("ccworker_task_aliases"); ok {
 		switch v := v.(type) {

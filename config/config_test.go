@@ -103,7 +103,7 @@ func TestLoadLabConfig(t *testing.T) {
 	assert.Equal(t, []string{"json", "msgpack"}, c.AcceptContent)
 	assert.True(t, c.TaskIgnoreResult)
 	assert.False(t, c.ResultExtended)
-	assert.Equal(t, []string{"task_routes", "worker_hijack_root_logger", "worker_redirect_stdouts"}, c.Ignored)
+	assert.Equal(t, []string{"worker_hijack_root_logger", "worker_redirect_stdouts"}, c.Ignored)
 	m, err := c.Mongo()
 	require.NoError(t, err)
 	assert.Equal(t, "mongodb://127.0.0.1:27017/", m.URI)

@@ -71,7 +71,7 @@ func (t *task) terminate() {
 func (t *task) limits() (hard, soft time.Duration) {
 	cfg := t.w.cfg
 	hard, soft = t.req.TimeLimit, t.req.SoftTimeLimit
-	a := cfg.TaskLimits[t.req.Task]
+	a := t.w.taskLimits(t.req.Task)
 	if hard == 0 {
 		hard = a.Hard
 	}

@@ -79,6 +79,10 @@ type Config struct {
 	MaxHeld int
 	// Revoked is the set of revoked task ids; nil makes a private one.
 	Revoked RevokedSet
+	// RateLimits are per-task rate limits in tasks per second; DefaultRateLimit
+	// applies to the others (0 = none).
+	RateLimits       map[string]float64
+	DefaultRateLimit float64
 }
 
 // Limits are a task's time limits; zero means not set.
@@ -99,7 +103,10 @@ type Worker struct {
 	stats   Stats
 
 	mu      sync.Mutex
-	running map[string]*task // by task id, for revoke(terminate=True) and inspection
+	running map[string]*task  // by task id, for revoke(terminate=True) and inspection
+	limits  map[string]Limits // per-task time limits, changed by the time_limit command
+
+	rates *rateLimiter
 }
 
 // Stats counts what the worker did.
@@ -131,8 +138,13 @@ func New(cfg Config, reg *tasks.Registry, broker Broker, rw ResultWriter, log *z
 	if cfg.Revoked == nil {
 		cfg.Revoked = newRevokedSet(50000)
 	}
+	limits := make(map[string]Limits, len(cfg.TaskLimits))
+	for k, v := range cfg.TaskLimits {
+		limits[k] = v
+	}
 	return &Worker{cfg: cfg, reg: reg, log: log, broker: broker, results: rw, pool: p,
-		running: map[string]*task{}}, nil
+		running: map[string]*task{}, limits: limits,
+		rates: newRateLimiter(cfg.DefaultRateLimit, cfg.RateLimits)}, nil
 }
 
 // Stats returns the worker's counters.
@@ -208,14 +220,35 @@ func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
 	if !req.ETA.IsZero() {
 		if wait := time.Until(req.ETA); wait > 0 {
 			if wait <= w.cfg.ETAHold && w.held.Load() < int64(w.cfg.MaxHeld) {
-				w.holdUntilETA(ctx, t, h, wait)
+				w.hold(ctx, t, h, wait, true)
 			} else {
 				w.park(t)
 			}
 			return
 		}
 	}
+	if wait := w.rates.reserve(req.Task, time.Now()); wait > 0 {
+		w.hold(ctx, t, h, wait, false)
+		return
+	}
 	t.run(ctx, h)
+}
+
+// SetTimeLimit changes a task's time limits (the time_limit remote command).
+func (w *Worker) SetTimeLimit(task string, l Limits) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.limits[task] = l
+}
+
+// SetRateLimit changes a task's rate limit in tasks per second, 0 = none (the
+// rate_limit remote command).
+func (w *Worker) SetRateLimit(task string, perSecond float64) { w.rates.set(task, perSecond) }
+
+func (w *Worker) taskLimits(task string) Limits {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.limits[task]
 }
 
 // Revoke adds ids to the revoked set; with terminate it also stops those running now
@@ -264,14 +297,19 @@ func (w *Worker) park(t *task) {
 	}()
 }
 
-// holdUntilETA keeps the (unacked) message until its ETA, then runs it. The number held
-// is bounded by the broker's prefetch limit.
-func (w *Worker) holdUntilETA(ctx context.Context, t *task, h tasks.Handler, wait time.Duration) {
+// hold keeps the (unacked) message until wait has passed (its ETA, or its turn under
+// a rate limit), then runs it. Held ETA tasks are bounded by MaxHeld; rate-limited
+// ones by the broker's prefetch limit.
+func (w *Worker) hold(ctx context.Context, t *task, h tasks.Handler, wait time.Duration, eta bool) {
 	w.etaWait.Add(1)
-	w.held.Add(1)
+	if eta {
+		w.held.Add(1)
+	}
 	go func() {
 		defer w.etaWait.Done()
-		defer w.held.Add(-1)
+		if eta {
+			defer w.held.Add(-1)
+		}
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
 		select {
@@ -279,6 +317,12 @@ func (w *Worker) holdUntilETA(ctx context.Context, t *task, h tasks.Handler, wai
 			if reason := t.discarded(); reason != "" {
 				t.revoked(reason)
 				return
+			}
+			if eta {
+				if wait := w.rates.reserve(t.req.Task, time.Now()); wait > 0 {
+					w.hold(ctx, t, h, wait, false)
+					return
+				}
 			}
 			t.run(ctx, h)
 		case <-ctx.Done():
