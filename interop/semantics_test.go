@@ -2,6 +2,8 @@ package interop
 
 import (
 	"encoding/json"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,4 +83,28 @@ func TestRetryETAAndExpiry(t *testing.T) {
 	assert.Equal(t, "TaskRevokedError", expired.ExcType, "expired: %+v", expired)
 	assert.Equal(t, []any{"expired"}, expired.ExcMessage)
 	assert.Equal(t, 1, s.countDocs(t, bson.D{{Key: "_id", Value: expired.ID}, {Key: "status", Value: "REVOKED"}}))
+}
+
+// task_annotations rate_limit: 5/s spaces ccworker.noop 0.2 s apart in this worker.
+func TestRateLimitFromAnnotations(t *testing.T) {
+	needCelery(t)
+	s := newSetup(t)
+	f, err := os.OpenFile(s.config, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString("task_annotations = {'ccworker.noop': {'rate_limit': '5/s'}}\n")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	p := s.start(t)
+	defer p.stop(t)
+
+	stdout, stderr, code, err := s.run(t.Context(), client{}, "load", "--task", "ccworker.noop", "--n", "6", "--timeout", "30")
+	require.NoError(t, err)
+	require.Zero(t, code, "stdout %s stderr %s", stdout, stderr)
+	var sum struct {
+		AllDone bool    `json:"all_done"`
+		Elapsed float64 `json:"elapsed_s"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(stdout)), &sum))
+	require.True(t, sum.AllDone)
+	require.GreaterOrEqual(t, sum.Elapsed, 0.95, "six tasks at 5/s take at least 1 s")
 }
