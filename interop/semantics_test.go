@@ -108,3 +108,27 @@ func TestRateLimitFromAnnotations(t *testing.T) {
 	require.True(t, sum.AllDone)
 	require.GreaterOrEqual(t, sum.Elapsed, 0.95, "six tasks at 5/s take at least 1 s")
 }
+
+// Time limits sent in the message by Celery's client: soft → SoftTimeLimitExceeded
+// raised into the task, hard → TimeLimitExceeded(limit).
+func TestTimeLimitsFromTheMessage(t *testing.T) {
+	needCelery(t)
+	s := newSetup(t)
+	p := s.start(t)
+	defer p.stop(t)
+	stdout, _, _, err := s.run(t.Context(), client{}, "call", "ccworker.sleep", "--args", "[30]",
+		"--soft-time-limit", "0.5", "--time-limit", "5", "--timeout", "20")
+	require.NoError(t, err)
+	soft, err := parseCallOut(stdout)
+	require.NoError(t, err)
+	assert.Equal(t, "SoftTimeLimitExceeded", soft.ExcType, "%+v", soft)
+	assert.Equal(t, "billiard.exceptions", soft.ExcModule)
+
+	stdout, _, _, err = s.run(t.Context(), client{}, "call", "ccworker.sleep", "--args", "[30]",
+		"--time-limit", "1", "--timeout", "20")
+	require.NoError(t, err)
+	hard, err := parseCallOut(stdout)
+	require.NoError(t, err)
+	assert.Equal(t, "TimeLimitExceeded", hard.ExcType, "%+v", hard)
+	assert.Equal(t, []any{json.Number("1.0")}, hard.ExcMessage)
+}

@@ -1,0 +1,85 @@
+package control
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// matches reports whether a request addressed by destination/pattern/matcher is for node
+// (kombu Node.handle_message): a non-empty destination must contain node; otherwise a pattern
+// with a matcher must match it; otherwise everybody runs it.
+func matches(node string, destination any, pattern, matcher string) bool {
+	switch d := destination.(type) {
+	case []any:
+		if len(d) > 0 {
+			return slices.ContainsFunc(d, func(v any) bool { s, ok := v.(string); return ok && s == node })
+		}
+	case string: // `hostname in destination` on a str is a substring test
+		if d != "" {
+			return strings.Contains(d, node)
+		}
+	}
+	if pattern != "" && matcher != "" {
+		return matchNode(node, pattern, matcher)
+	}
+	return true
+}
+
+// matchNode is kombu.matcher.match: glob = fnmatch.fnmatch, pcre = re.match (anchored at the
+// start only). Unknown matchers raise MatcherNotInstalled in kombu; here they match nothing.
+func matchNode(node, pattern, matcher string) bool {
+	switch matcher {
+	case "glob":
+		re, err := regexp.Compile(globToRegexp(pattern))
+		return err == nil && re.MatchString(node)
+	case "pcre":
+		re, err := regexp.Compile(`^(?:` + pattern + `)`)
+		return err == nil && re.MatchString(node)
+	}
+	return false
+}
+
+// globToRegexp is Python's fnmatch.translate: * ? [seq] [!seq]; no escapes.
+func globToRegexp(pat string) string {
+	var b strings.Builder
+	b.WriteString(`(?s)^`)
+	p := []rune(pat)
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch c {
+		case '*':
+			b.WriteString(`.*`)
+		case '?':
+			b.WriteString(`.`)
+		case '[':
+			j := i + 1
+			if j < len(p) && p[j] == '!' {
+				j++
+			}
+			if j < len(p) && p[j] == ']' {
+				j++
+			}
+			for j < len(p) && p[j] != ']' {
+				j++
+			}
+			if j >= len(p) {
+				b.WriteString(`\[`)
+				continue
+			}
+			stuff := string(p[i+1 : j])
+			i = j
+			stuff = strings.ReplaceAll(stuff, `\`, `\\`)
+			if strings.HasPrefix(stuff, "!") {
+				stuff = "^" + stuff[1:]
+			} else if strings.HasPrefix(stuff, "^") {
+				stuff = `\` + stuff
+			}
+			b.WriteString("[" + stuff + "]")
+		default:
+			b.WriteString(regexp.QuoteMeta(string(c)))
+		}
+	}
+	b.WriteString(`$`)
+	return b.String()
+}
