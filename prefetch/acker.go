@@ -52,6 +52,13 @@ func newAcker(ch channelAcker, maxHold time.Duration, onError func(error)) *acke
 	return &acker{ch: ch, maxHold: maxHold, onError: onError, base: 1}
 }
 
+// setChannel gives the acker the channel its tags belong to.
+func (a *acker) setChannel(ch channelAcker) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ch = ch
+}
+
 // track records a new delivery; tags must arrive in increasing order.
 func (a *acker) track(tag uint64) {
 	a.mu.Lock()

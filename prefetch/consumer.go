@@ -129,6 +129,10 @@ type Consumer struct {
 	mu   sync.Mutex
 	conn *amqp.Connection // current connection, nil while reconnecting
 	pub  *amqp.Channel    // confirm-mode channel for Publish, opened on demand
+	sess *session         // current session, nil while reconnecting
+
+	queues []Queue  // consumed now: cfg.Queues, plus add_consumer, minus cancel_consumer
+	handle Handler // set by Start
 
 	delayQueues map[string]bool // delay queues declared by Park
 }
@@ -149,7 +153,7 @@ func New(cfg Config) (*Consumer, error) {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Consumer{
-		cfg: cfg, log: cfg.Logger,
+		cfg: cfg, log: cfg.Logger, queues: append([]Queue(nil), cfg.Queues...),
 		consumeCtx: ctx, stopConsuming: cancel,
 		closing: make(chan struct{}), done: make(chan struct{}),
 	}, nil
@@ -162,6 +166,7 @@ func (c *Consumer) Start(ctx context.Context, handle Handler) error {
 	if !c.started.CompareAndSwap(false, true) {
 		return errors.New("prefetch: Start called twice")
 	}
+	c.handle = handle
 	s, err := c.connectRetrying(ctx)
 	if err != nil {
 		c.stopConsuming()
@@ -192,10 +197,111 @@ func (c *Consumer) Close() error {
 
 type session struct {
 	conn    *amqp.Connection
-	ackers  []*acker
 	closed  chan *amqp.Error // the connection's close notification
 	chClose chan *amqp.Error // any channel's close notification
 	wg      sync.WaitGroup   // delivery loops
+
+	mu        sync.Mutex
+	consumers []*queueConsumer
+}
+
+// queueConsumer is one queue's consumer in a session: its own channel and acker.
+type queueConsumer struct {
+	q      Queue
+	acker  *acker
+	cancel context.CancelFunc // cancel_consumer
+}
+
+func (s *session) ackers() []*acker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*acker, len(s.consumers))
+	for i, qc := range s.consumers {
+		out[i] = qc.acker
+	}
+	return out
+}
+
+// Queues returns the queues consumed now (the configured ones, plus add_consumer,
+// minus cancel_consumer), in order.
+func (c *Consumer) Queues() []Queue {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Queue(nil), c.queues...)
+}
+
+// AddQueue declares q and starts consuming it, now if connected and after every
+// reconnect (Celery's add_consumer). Adding a queue already consumed does nothing.
+func (c *Consumer) AddQueue(q Queue) error {
+	c.mu.Lock()
+	for _, have := range c.queues {
+		if have.Name == q.Name {
+			c.mu.Unlock()
+			return nil
+		}
+	}
+	conn := c.conn
+	c.mu.Unlock()
+	if conn != nil {
+		// Declared before it joins the list, so no consumer ever sees it undeclared.
+		if err := Declare(conn, []Queue{q}); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	c.queues = append(c.queues, q)
+	s := c.sess
+	c.mu.Unlock()
+	if s != nil {
+		c.startConsumer(s, q)
+	} // else the next session starts it (and declares it when it connects)
+	return nil
+}
+
+// CancelQueue stops consuming the named queue (Celery's cancel_consumer). Deliveries
+// already handed out finish normally; the ones still in flight are put back.
+func (c *Consumer) CancelQueue(name string) error {
+	if !c.removeQueue(name) {
+		return fmt.Errorf("prefetch: not consuming from %q", name)
+	}
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, qc := range s.consumers {
+		if qc.q.Name == name {
+			qc.cancel()
+		}
+	}
+	return nil
+}
+
+func (c *Consumer) removeQueue(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, q := range c.queues {
+		if q.Name == name {
+			c.queues = append(c.queues[:i:i], c.queues[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Consumer) startConsumer(s *session, q Queue) {
+	ctx, cancel := context.WithCancel(c.consumeCtx)
+	qc := &queueConsumer{q: q, cancel: cancel, acker: newAcker(nil, c.cfg.MaxAckHold, func(err error) {
+		c.log.Debug("ack failed (channel closing)", zap.Error(err))
+	})}
+	s.mu.Lock()
+	s.consumers = append(s.consumers, qc)
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go c.deliverLoop(ctx, s, qc, c.handle)
 }
 
 func (c *Consumer) supervise(s *session, handle Handler) {
@@ -235,16 +341,19 @@ func (c *Consumer) supervise(s *session, handle Handler) {
 func (c *Consumer) serve(s *session, handle Handler) (lost bool) {
 	ticker := time.NewTicker(c.cfg.MaxAckHold / 2)
 	defer ticker.Stop()
-	for i, q := range c.cfg.Queues {
-		s.wg.Add(1)
-		go c.deliverLoop(s, i, q, handle)
+	c.mu.Lock()
+	c.sess = s
+	queues := append([]Queue(nil), c.queues...)
+	c.mu.Unlock()
+	for _, q := range queues {
+		c.startConsumer(s, q)
 	}
 	end := func() {
-		for _, a := range s.ackers {
+		for _, a := range s.ackers() {
 			a.close()
 		}
 		c.mu.Lock()
-		c.conn, c.pub = nil, nil
+		c.conn, c.pub, c.sess = nil, nil, nil
 		c.mu.Unlock()
 		_ = s.conn.Close()
 		s.wg.Wait()
@@ -252,7 +361,7 @@ func (c *Consumer) serve(s *session, handle Handler) (lost bool) {
 	for {
 		select {
 		case <-ticker.C:
-			for _, a := range s.ackers {
+			for _, a := range s.ackers() {
 				a.tick()
 			}
 		case err := <-s.closed:
@@ -267,7 +376,7 @@ func (c *Consumer) serve(s *session, handle Handler) (lost bool) {
 			end()
 			return true
 		case <-c.closing:
-			for _, a := range s.ackers {
+			for _, a := range s.ackers() {
 				a.drain()
 			}
 			end()
@@ -276,8 +385,9 @@ func (c *Consumer) serve(s *session, handle Handler) (lost bool) {
 	}
 }
 
-func (c *Consumer) deliverLoop(s *session, i int, q Queue, handle Handler) {
+func (c *Consumer) deliverLoop(ctx context.Context, s *session, qc *queueConsumer, handle Handler) {
 	defer s.wg.Done()
+	q, a := qc.q, qc.acker
 	ch, err := s.conn.Channel()
 	if err != nil {
 		c.reportChannelError(s, err)
@@ -288,18 +398,20 @@ func (c *Consumer) deliverLoop(s *session, i int, q Queue, handle Handler) {
 		c.reportChannelError(s, err)
 		return
 	}
-	a := s.ackers[i]
-	a.ch = ch
-	tag := fmt.Sprintf("ccworker-%s-%d", q.Name, i)
-	msgs, err := ch.ConsumeWithContext(c.consumeCtx, q.Name, tag, false, false, false, false, nil)
+	a.setChannel(ch)
+	tag := fmt.Sprintf("ccworker-%s", q.Name)
+	msgs, err := ch.ConsumeWithContext(ctx, q.Name, tag, false, false, false, false, nil)
 	if err != nil {
 		c.reportChannelError(s, err)
 		return
 	}
 	for m := range msgs {
 		a.track(m.DeliveryTag)
-		if c.consumeCtx.Err() != nil {
-			continue // arrived after the cancel: leave it for the broker to requeue
+		if ctx.Err() != nil {
+			if c.consumeCtx.Err() == nil {
+				a.nack(m.DeliveryTag, true) // this queue was cancelled: give it back now
+			}
+			continue // shutting down: the broker requeues it when the connection closes
 		}
 		handle(c.consumeCtx, &Delivery{
 			Queue: q.Name, Exchange: m.Exchange, RoutingKey: m.RoutingKey, Redelivered: m.Redelivered,
@@ -362,19 +474,14 @@ func (c *Consumer) connect(ctx context.Context, attempt int) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := Declare(conn, c.cfg.Queues); err != nil {
+	if err := Declare(conn, c.Queues()); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
 	s := &session{
 		conn:    conn,
 		closed:  conn.NotifyClose(make(chan *amqp.Error, 1)),
-		chClose: make(chan *amqp.Error, len(c.cfg.Queues)),
-	}
-	for range c.cfg.Queues {
-		s.ackers = append(s.ackers, newAcker(nil, c.cfg.MaxAckHold, func(err error) {
-			c.log.Debug("ack failed (channel closing)", zap.Error(err))
-		}))
+		chClose: make(chan *amqp.Error, 16),
 	}
 	c.mu.Lock()
 	c.conn = conn

@@ -94,3 +94,35 @@ func TestParkReturnsTheMessageToItsQueueLater(t *testing.T) {
 	}
 	eventuallyCounts(t, name, 0, 0)
 }
+
+func TestAddAndCancelQueue(t *testing.T) {
+	b := newBroker(t)
+	first, second := b.queueName("addq1"), b.queueName("addq2")
+	require.NoError(t, Declare(b.conn, []Queue{CeleryQueue(first, 0)}))
+	c := newConsumer(t, b.url, Config{Queues: []Queue{CeleryQueue(first, 0)}})
+	got := make(chan *Delivery, 10)
+	require.NoError(t, c.Start(context.Background(), func(_ context.Context, d *Delivery) { got <- d }))
+	defer c.Close()
+
+	require.NoError(t, c.AddQueue(CeleryQueue(second, 0)))
+	require.NoError(t, c.AddQueue(CeleryQueue(second, 0)), "adding twice is harmless")
+	require.Len(t, c.Queues(), 2)
+	b.publish(second, 1)
+	d := collectN(got, 1, 5*time.Second, 0)
+	require.Len(t, d, 1)
+	require.Equal(t, second, d[0].Queue)
+	d[0].Ack()
+	eventuallyCounts(t, second, 0, 0)
+
+	require.NoError(t, c.CancelQueue(second))
+	require.Error(t, c.CancelQueue(second), "no longer consumed")
+	require.Equal(t, []Queue{CeleryQueue(first, 0)}, c.Queues())
+	time.Sleep(100 * time.Millisecond)
+	b.publish(second, 2)
+	require.Empty(t, collect(got, 300*time.Millisecond), "nothing from a cancelled queue")
+	require.Equal(t, 2, b.ready(second))
+	b.publish(first, 1)
+	d = collectN(got, 1, 5*time.Second, 0)
+	require.Len(t, d, 1, "the other queue still flows")
+	d[0].Ack()
+}
