@@ -38,6 +38,9 @@ type Record struct {
 	Worker string
 	Retry  int
 	Queue  string
+	// Children are the result tuples of the tasks this one sent (callbacks, the next
+	// chain step), as Celery stores them: [[[id, null], null], ...]. nil is stored as [].
+	Children []any
 }
 
 // Ready reports whether the state is final (SUCCESS, FAILURE, REVOKED).
@@ -52,9 +55,7 @@ func (r *Record) Document() bson.D {
 		bson.E{Key: "status", Value: r.Status},
 		bson.E{Key: "result", Value: r.Result},
 		bson.E{Key: "traceback", Value: nullString(r.Traceback)},
-		// children holds result tuples, nested arrays that FerretDB refuses; the worker
-		// never spawns children itself, so the empty list Celery writes is exact.
-		bson.E{Key: "children", Value: bson.A{}},
+		bson.E{Key: "children", Value: children(r.Children)},
 	)
 	if r.Ready() && !r.DateDone.IsZero() {
 		doc = append(doc, bson.E{Key: "date_done", Value: bson.NewDateTimeFromTime(r.DateDone)})
@@ -84,6 +85,27 @@ func (r *Record) Document() bson.D {
 		bson.E{Key: "_id", Value: r.TaskID},
 	)
 	return doc
+}
+
+// children writes result tuples as they are: nested arrays, which real MongoDB stores
+// and FerretDB refuses (the writer then stores [] instead; see Writer).
+func children(c []any) bson.A {
+	out := bson.A{}
+	for _, v := range c {
+		out = append(out, rawValue(v))
+	}
+	return out
+}
+
+func rawValue(v any) any {
+	if a, ok := v.([]any); ok {
+		out := make(bson.A, len(a))
+		for i, e := range a {
+			out[i] = rawValue(e)
+		}
+		return out
+	}
+	return v
 }
 
 func nullString(s string) any {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -83,6 +84,10 @@ type Writer struct {
 	stopped sync.Once
 	aborted sync.Once
 	started sync.Once
+
+	// flatChildren is set once the server has refused nested arrays (FerretDB): from
+	// then on children are stored as [] (only the loop goroutine touches it).
+	flatChildren bool
 
 	stats struct {
 		sync.Mutex
@@ -260,7 +265,14 @@ func (w *Writer) write(unique []pending) (refused map[string]error, replaced int
 	ctx := context.Background()
 	docs := make([]bson.Raw, len(unique))
 	for i, p := range unique {
-		docs[i] = p.doc
+		if w.flatChildren && len(p.rec.Children) > 0 {
+			flat := *p.rec
+			flat.Children = nil
+			if raw, err := bson.Marshal(flat.Document()); err == nil {
+				unique[i].doc = raw
+			}
+		}
+		docs[i] = unique[i].doc
 	}
 	bad, err := w.store.InsertMany(ctx, docs)
 	if err != nil {
@@ -276,6 +288,20 @@ func (w *Writer) write(unique []pending) (refused map[string]error, replaced int
 		if mongo.IsDuplicateKeyError(e) {
 			ids, again = append(ids, p.id), append(again, p.doc)
 			continue
+		}
+		if len(p.rec.Children) > 0 && isNestedArrayError(e) {
+			// FerretDB refuses Celery's children tuples (real MongoDB takes them):
+			// store the same document with children [], now and from now on.
+			if !w.flatChildren {
+				w.log.Warn("the result store refuses nested arrays (FerretDB?): storing children as [] from now on")
+				w.flatChildren = true
+			}
+			flat := *p.rec
+			flat.Children = nil
+			if raw, err := bson.Marshal(flat.Document()); err == nil {
+				ids, again = append(ids, p.id), append(again, raw)
+				continue
+			}
 		}
 		// The server will never take this document (too large, a value it cannot
 		// store): store a FAILURE that says so, so the task still ends with one
@@ -305,6 +331,20 @@ func (w *Writer) answer(batch []pending, refused map[string]error) {
 	for _, p := range batch {
 		p.done(refused[p.id])
 	}
+}
+
+// isNestedArrayError tells FerretDB's refusal of nested arrays (code 2, "nested arrays
+// are not supported").
+func isNestedArrayError(err error) bool {
+	var we mongo.WriteException
+	if errors.As(err, &we) {
+		for _, e := range we.WriteErrors {
+			if strings.Contains(e.Message, "nested arrays") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // fallback is the FAILURE stored when the server refuses rec's own document.

@@ -12,6 +12,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.uber.org/goleak"
+
+	"github.com/ccworker/ccworker/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
@@ -232,4 +234,71 @@ func TestStopGivesUpOnADeadStore(t *testing.T) {
 	defer cancel()
 	require.ErrorIs(t, w.Stop(ctx), context.DeadlineExceeded)
 	require.ErrorIs(t, <-done, ErrClosed)
+}
+
+// nestedRefusingStore refuses documents with nested arrays, as FerretDB does.
+type nestedRefusingStore struct{ *fakeStore }
+
+func (s nestedRefusingStore) InsertMany(ctx context.Context, docs []bson.Raw) (map[int]error, error) {
+	refused := map[int]error{}
+	var ok []bson.Raw
+	var idx []int
+	for i, d := range docs {
+		if c, _ := d.Lookup("children").Array().Values(); len(c) > 0 {
+			refused[i] = mongo.WriteException{WriteErrors: mongo.WriteErrors{{Index: i, Code: 2,
+				Message: `invalid value: { "children": [ [ [ "x", null ], null ] ] } (nested arrays are not supported)`}}}
+			continue
+		}
+		ok, idx = append(ok, d), append(idx, i)
+	}
+	more, err := s.fakeStore.InsertMany(ctx, ok)
+	for j, e := range more {
+		refused[idx[j]] = e
+	}
+	return refused, err
+}
+
+func TestChildrenAreFlattenedWhereNestedArraysAreRefused(t *testing.T) {
+	s := nestedRefusingStore{newFakeStore()}
+	w := startWriter(t, s, Config{BatchSize: 1})
+	r := rec("parent", StatusSuccess)
+	r.Children = []any{[]any{[]any{"child", nil}, nil}}
+	require.NoError(t, <-writeAll(t, w, r))
+	require.Equal(t, StatusSuccess, s.status("parent"), "stored, not replaced by a FAILURE")
+	vals, _ := s.docs["parent"].Lookup("children").Array().Values()
+	require.Empty(t, vals)
+	// From now on children are dropped up front: no refusal, no replace.
+	r2 := rec("parent2", StatusSuccess)
+	r2.Children = r.Children
+	require.NoError(t, <-writeAll(t, w, r2))
+	require.Equal(t, []int{1}, s.replaces, "only the first needed a second write")
+}
+
+func TestDocumentKeepsChildrenTuples(t *testing.T) {
+	r := rec("p", StatusSuccess)
+	r.Children = []any{[]any{[]any{"c1", nil}, nil}}
+	d := asMap(r.Document())
+	require.Equal(t, bson.A{bson.A{bson.A{"c1", nil}, nil}}, d["children"])
+}
+
+func TestResultsReader(t *testing.T) {
+	db := testenv.Database(t)
+	coll := db.Collection("celery_taskmeta")
+	w := startWriter(t, MongoStore{Coll: coll}, Config{BatchSize: 3, FlushInterval: time.Millisecond})
+	ok := rec("ok", StatusSuccess)
+	ok.Result = `{"n": 5, "f": 1.5, "big": 123456789012345678901234567890}`
+	failed := rec("bad", StatusFailure)
+	failed.Result, failed.Traceback = `{"exc_type": "ValueError", "exc_message": ["x"], "exc_module": "builtins"}`, "tb"
+	done := writeAll(t, w, ok, failed)
+	require.NoError(t, <-done)
+	require.NoError(t, <-done)
+	got, err := MongoStore{Coll: coll}.Results(context.Background(), []string{"ok", "bad", "missing"})
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	m := got["ok"].Result.(map[string]any)
+	require.Equal(t, int64(5), m["n"])
+	require.Equal(t, 1.5, m["f"])
+	require.Equal(t, "123456789012345678901234567890", m["big"].(interface{ String() string }).String())
+	require.Equal(t, StatusFailure, got["bad"].Status)
+	require.Equal(t, "tb", got["bad"].Traceback)
 }
