@@ -17,7 +17,9 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/zap"
 
+	"github.com/ccworker/ccworker/canvas"
 	"github.com/ccworker/ccworker/config"
+	"github.com/ccworker/ccworker/control"
 	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
 	"github.com/ccworker/ccworker/results"
@@ -130,9 +132,11 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 	if err != nil {
 		return usageError{fmt.Errorf("broker_use_ssl: %w", err)}
 	}
-
-	printBanner(cmd.ErrOrStderr(), s, reg)
-	logIgnored(log, s, o)
+	router, err := canvas.NewRouter(s.cfg, s.cfg.TaskRoutes)
+	if err != nil {
+		return usageError{fmt.Errorf("task_routes: %w", err)}
+	}
+	sender := &canvas.Sender{Router: router, Origin: s.nodeName}
 
 	warm, cold, stopSignals := signalContexts()
 	defer stopSignals()
@@ -163,10 +167,18 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 			return err
 		}
 		defer func() { _ = client.Disconnect(context.Background()) }()
-		writer = results.NewWriter(results.MongoStore{Coll: coll}, results.Config{
+		store := results.MongoStore{Coll: coll}
+		writer = results.NewWriter(store, results.Config{
 			BatchSize: s.cfg.ResultBatchSize, FlushInterval: s.cfg.ResultFlushInterval, Logger: log.Named("results"),
 		})
 		writer.Start()
+		// Chords on the MongoDB backend poll with celery.chord_unlock, sent to the
+		// callback's queue: a worker of that queue must run it.
+		unlock := canvas.ChordUnlock(resultReader{store}, canvasPublisher{consumer}, sender, 0)
+		if err := reg.RegisterWith(canvas.ChordUnlockName, unlock, tasks.Options{IgnoreResult: true,
+			Doc: "Wait for a chord's header tasks, then send its callback with their results."}); err != nil {
+			return err
+		}
 	}
 
 	// Per-task annotations (task_annotations) for every name this worker runs.
@@ -178,11 +190,32 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		rates[name] = s.cfg.TaskRateLimit(name)
 	}
 
+	printBanner(cmd.ErrOrStderr(), s, reg)
+	logIgnored(log, s, o)
+
+	clock := &control.Clock{}
+	revoked := control.NewRevokedFromEnv()
+	dial := func(name string) control.Dialer {
+		c := pcfg
+		c.ConnectionName = name + " " + s.nodeName
+		return func(ctx context.Context) (*amqp.Connection, error) { return prefetch.Dial(pcfg.URLs[0], c) }
+	}
+	var events *control.Events
+	if !(o.withoutHeartbeat && !s.cfg.WorkerSendTaskEvents) {
+		events, err = control.NewEvents(dial("ccworker-events"), control.EventsConfig{
+			NodeName: s.nodeName, TaskEvents: s.cfg.WorkerSendTaskEvents, WithoutHeartbeat: o.withoutHeartbeat,
+			Clock: clock, SWVersion: version, Logger: log.Named("events"),
+		})
+		if err != nil {
+			return err
+		}
+	}
+
 	var rw worker.ResultWriter
 	if writer != nil {
 		rw = writer
 	}
-	w, err := worker.New(worker.Config{
+	wcfg := worker.Config{
 		NodeName: s.nodeName, Concurrency: s.concurrency, Accept: accept,
 		TimeLimit: s.cfg.TaskTimeLimit, SoftTimeLimit: s.cfg.TaskSoftTimeLimit,
 		IgnoreResult: s.cfg.TaskIgnoreResult, StoreErrorsEvenIfIgnored: s.cfg.TaskStoreErrorsEvenIfIgnored,
@@ -194,9 +227,43 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		ETAHold:         o.etaHold,
 		TaskLimits:      limits,
 		RateLimits:      rates,
-	}, reg, consumer, rw, log)
+		Revoked:         revoked,
+		Canvas:          sender,
+		BrokerStats:     brokerStats(s),
+		PrefetchCount:   s.prefetch,
+		Conf:            confReport(s),
+	}
+	if events != nil {
+		wcfg.Events = events
+	}
+	w, err := worker.New(wcfg, reg, consumer, rw, log)
 	if err != nil {
 		return err
+	}
+	if events != nil {
+		events.SetCounters(func() (int, int) {
+			c := w.Counters()
+			return len(w.Running()), int(c.Received.Load())
+		})
+		events.Start(warm)
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			events.Stop(ctx) // worker-offline
+		}()
+	}
+	if s.cfg.WorkerEnableRemoteControl {
+		mcfg := control.MailboxConfig{NodeName: s.nodeName, Worker: w, Revoked: revoked, Clock: clock,
+			Logger: log.Named("control"), Version: version}
+		if events != nil {
+			mcfg.Events = events
+		}
+		mailbox, err := control.NewMailbox(dial("ccworker-control"), mcfg)
+		if err != nil {
+			return err
+		}
+		mailbox.Start(warm)
+		defer mailbox.Stop()
 	}
 	if err := w.Run(warm, cold); err != nil {
 		if errors.Is(err, prefetch.ErrPermanent) {
@@ -204,10 +271,88 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		}
 		return err
 	}
-	st := w.Stats()
+	st := w.Counters()
 	log.Info("worker stopped", zap.Uint64("received", st.Received.Load()), zap.Uint64("succeeded", st.Succeeded.Load()),
 		zap.Uint64("failed", st.Failed.Load()), zap.Uint64("rejected", st.Rejected.Load()), zap.Uint64("revoked", st.Revoked.Load()))
 	return nil
+}
+
+// resultReader gives canvas the stored results it polls for chords.
+type resultReader struct{ store results.MongoStore }
+
+func (r resultReader) Results(ctx context.Context, ids []string) (map[string]canvas.Result, error) {
+	got, err := r.store.Results(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]canvas.Result, len(got))
+	for id, st := range got {
+		out[id] = canvas.Result{Status: st.Status, Result: st.Result, Traceback: st.Traceback}
+	}
+	return out, nil
+}
+
+// canvasPublisher publishes canvas messages on the consumer's connection, confirmed.
+type canvasPublisher struct{ c *prefetch.Consumer }
+
+func (p canvasPublisher) Publish(ctx context.Context, o canvas.Outgoing) error {
+	m := o.Message
+	return p.c.Publish(ctx, o.Exchange, o.RoutingKey, amqp.Publishing{
+		Headers: prefetch.Table(m.Headers), ContentType: m.ContentType, ContentEncoding: m.ContentEncoding,
+		DeliveryMode: amqp.Persistent, Priority: o.Priority, CorrelationId: m.CorrelationID,
+		ReplyTo: m.ReplyTo, Expiration: o.Expiration, Body: m.Body,
+	})
+}
+
+// brokerStats is stats()["broker"], without the password.
+func brokerStats(s *settings) control.BrokerStats {
+	u := s.brokerURLs[0]
+	b := control.BrokerStats{Hostname: u.Host, UserID: u.User, VirtualHost: u.VHost, Port: u.Port, SSL: u.TLS,
+		ConnectTimeout: s.cfg.BrokerConnectionTimeout.Seconds(), Heartbeat: s.cfg.BrokerHeartbeat.Seconds(),
+		LoginMethod: "PLAIN", URIPrefix: "", FailoverStrategy: "round-robin", TransportOptions: map[string]any{}}
+	for _, alt := range s.brokerURLs[1:] {
+		b.Alternates = append(b.Alternates, alt.Redacted())
+	}
+	return b
+}
+
+// confReport is what `celery inspect conf` shows: the settings in force, secrets masked.
+func confReport(s *settings) map[string]any {
+	var brokers []any
+	for _, u := range s.brokerURLs {
+		brokers = append(brokers, u.Redacted())
+	}
+	backend := any(nil)
+	if s.mongo != nil {
+		backend = s.mongo.Redacted()
+	}
+	var queues []any
+	for _, q := range s.queues {
+		queues = append(queues, q.Name)
+	}
+	return map[string]any{
+		"broker_url": brokers, "result_backend": backend, "accept_content": toAny(s.cfg.AcceptContent),
+		"worker_concurrency": s.concurrency, "worker_prefetch_multiplier": s.cfg.WorkerPrefetchMultiplier,
+		"task_time_limit": nullSeconds(s.cfg.TaskTimeLimit), "task_soft_time_limit": nullSeconds(s.cfg.TaskSoftTimeLimit),
+		"task_acks_late": s.cfg.TaskAcksLate == nil || *s.cfg.TaskAcksLate, "task_track_started": s.cfg.TaskTrackStarted,
+		"task_ignore_result": s.cfg.TaskIgnoreResult, "worker_send_task_events": s.cfg.WorkerSendTaskEvents,
+		"task_default_queue": s.cfg.TaskDefaultQueue, "ccworker_queues": queues,
+	}
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+func nullSeconds(d time.Duration) any {
+	if d == 0 {
+		return nil
+	}
+	return d.Seconds()
 }
 
 // resolve merges defaults, the config file, env and flags (flags win) and checks them.

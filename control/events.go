@@ -61,6 +61,7 @@ type Events struct {
 	taskEnabled atomic.Bool
 	dropped     atomic.Uint64
 	published   atomic.Uint64
+	counters    atomic.Pointer[func() (active, processed int)]
 
 	mu  sync.Mutex
 	buf []map[string]any
@@ -72,6 +73,10 @@ type Events struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
+
+// SetCounters replaces EventsConfig.Counters, for a worker built after its events
+// dispatcher (the worker sends task events through it).
+func (e *Events) SetCounters(f func() (active, processed int)) { e.counters.Store(&f) }
 
 // NewEvents returns a dispatcher; Start runs it.
 func NewEvents(dial Dialer, cfg EventsConfig) (*Events, error) {
@@ -321,7 +326,9 @@ func (e *Events) session(ctx context.Context, conn *amqp.Connection) error {
 
 func (e *Events) publishWorker(ctx context.Context, ch *amqp.Channel, typ string) error {
 	active, processed := 0, 0
-	if e.cfg.Counters != nil {
+	if f := e.counters.Load(); f != nil {
+		active, processed = (*f)()
+	} else if e.cfg.Counters != nil {
 		active, processed = e.cfg.Counters()
 	}
 	ev := e.event(typ, map[string]any{

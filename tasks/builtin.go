@@ -19,10 +19,18 @@ const (
 
 // RegisterBuiltins registers the built-in tasks.
 func RegisterBuiltins(r *Registry) error {
-	for name, h := range map[string]Handler{
-		NoopName: Noop, AddName: Add, SleepName: Sleep, EchoName: Echo, FailName: Fail, FlakyName: Flaky,
+	for name, b := range map[string]struct {
+		h   Handler
+		doc string
+	}{
+		NoopName:  {Noop, "Do nothing; return None."},
+		AddName:   {Add, "Return x + y (ints stay ints; strings and lists concatenate)."},
+		SleepName: {Sleep, "Wait seconds without holding a thread, then return seconds."},
+		EchoName:  {Echo, "Return {'args': args, 'kwargs': kwargs}."},
+		FailName:  {Fail, "Raise ValueError(message)."},
+		FlakyName: {Flaky, "Retry until the retry count is n, then return n."},
 	} {
-		if err := r.Register(name, h); err != nil {
+		if err := r.RegisterWith(name, b.h, Options{Doc: b.doc}); err != nil {
 			return err
 		}
 	}

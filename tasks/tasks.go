@@ -73,20 +73,36 @@ var ErrDuplicate = errors.New("tasks: name already registered")
 // ErrUnknown is returned when an alias points at a name that is not registered.
 var ErrUnknown = errors.New("tasks: no such task")
 
+// Options are a task's attributes, as a Celery @task decorator sets them.
+type Options struct {
+	// IgnoreResult stores no result for this task (errors neither), like
+	// @task(ignore_result=True).
+	IgnoreResult bool
+	// Doc is the task's docstring: `inspect registered` with taskinfoitems=['__doc__']
+	// shows it (cyberCommons lists it on its run pages).
+	Doc string
+}
+
 // Registry maps task names to handlers. Register everything before the worker starts;
 // lookups are then safe from many goroutines.
 type Registry struct {
 	handlers map[string]Handler
+	options  map[string]Options
 	aliases  map[string]string
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{handlers: map[string]Handler{}, aliases: map[string]string{}}
+	return &Registry{handlers: map[string]Handler{}, options: map[string]Options{}, aliases: map[string]string{}}
 }
 
 // Register adds a handler under name.
 func (r *Registry) Register(name string, h Handler) error {
+	return r.RegisterWith(name, h, Options{})
+}
+
+// RegisterWith adds a handler under name with its options.
+func (r *Registry) RegisterWith(name string, h Handler, opts Options) error {
 	if name == "" || h == nil {
 		return errors.New("tasks: Register needs a name and a handler")
 	}
@@ -94,7 +110,16 @@ func (r *Registry) Register(name string, h Handler) error {
 		return fmt.Errorf("%w: %q", ErrDuplicate, name)
 	}
 	r.handlers[name] = h
+	r.options[name] = opts
 	return nil
+}
+
+// Options returns the options of name (an alias has its target's).
+func (r *Registry) Options(name string) Options {
+	if t, ok := r.aliases[name]; ok {
+		name = t
+	}
+	return r.options[name]
 }
 
 // Alias makes name run target's handler (for example a Celery task name such as
@@ -132,4 +157,18 @@ func (r *Registry) Names() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// Repr is the exception as Python's repr() writes it, e.g. ValueError('boom'): the form
+// Celery's task events carry.
+func (e *Exception) Repr() string {
+	parts := make([]string, len(e.Args))
+	for i, a := range e.Args {
+		if s, ok := a.(string); ok {
+			parts[i] = "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`) + "'"
+		} else {
+			parts[i] = fmt.Sprint(a)
+		}
+	}
+	return e.Type + "(" + strings.Join(parts, ", ") + ")"
 }

@@ -159,3 +159,13 @@ func TestRetryDefaults(t *testing.T) {
 	require.Equal(t, eta, (&Retry{ETA: eta, Countdown: time.Second}).When(now))
 	require.Equal(t, "Retry in 3m0s", r.Error())
 }
+
+func TestOptions(t *testing.T) {
+	r := NewRegistry()
+	require.NoError(t, RegisterBuiltins(r))
+	require.NoError(t, r.RegisterWith("quiet", Noop, Options{IgnoreResult: true, Doc: "shh"}))
+	require.NoError(t, r.Alias("q2", "quiet"))
+	require.Equal(t, Options{IgnoreResult: true, Doc: "shh"}, r.Options("q2"))
+	require.Contains(t, r.Options(AddName).Doc, "x + y")
+	require.Equal(t, Options{}, r.Options("missing"))
+}

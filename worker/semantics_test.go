@@ -122,7 +122,7 @@ func TestTrackStarted(t *testing.T) {
 func TestRevokedAtReceipt(t *testing.T) {
 	h := start(t)
 	r := req(tasks.AddName, int64(1), int64(2))
-	assert.Empty(t, h.w.Revoke([]string{r.ID}, false))
+	assert.Empty(t, h.w.Revoke([]string{r.ID}, false, "SIGTERM"))
 	tag := h.send(r)
 	acked(t, h.settlement(), tag)
 	rec := h.record()
@@ -136,7 +136,7 @@ func TestRevokeTerminateStopsARunningTask(t *testing.T) {
 	tag := h.send(r)
 	require.Eventually(t, func() bool { return len(h.w.Running()) == 1 }, wait, time.Millisecond)
 	assert.Equal(t, []string{r.ID}, h.w.Running())
-	assert.Equal(t, []string{r.ID}, h.w.Revoke([]string{r.ID}, true))
+	assert.Equal(t, []string{r.ID}, h.w.Revoke([]string{r.ID}, true, "SIGKILL"))
 	acked(t, h.settlement(), tag)
 	rec := h.record()
 	assert.Equal(t, results.StatusRevoked, rec.Status)

@@ -7,11 +7,13 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
+	"github.com/ccworker/ccworker/canvas"
 	"github.com/ccworker/ccworker/pool"
 	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
@@ -36,14 +38,50 @@ type task struct {
 	received time.Time
 
 	settleOnce sync.Once
+	acked      atomic.Bool
 
 	mu      sync.Mutex
+	eta     time.Time // set while held in memory for its ETA
 	started time.Time
 	cancel  context.CancelCauseFunc // set while running
 }
 
+type phase int
+
+const (
+	phaseReserved phase = iota
+	phaseScheduled
+	phaseActive
+)
+
+func (t *task) phase() phase {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case !t.started.IsZero():
+		return phaseActive
+	case !t.eta.IsZero() && time.Now().Before(t.eta):
+		return phaseScheduled
+	}
+	return phaseReserved
+}
+
 // settle acks or rejects the message once; later calls do nothing (early ack).
-func (t *task) settle(f func()) { t.settleOnce.Do(f) }
+func (t *task) settle(f func()) {
+	t.settleOnce.Do(func() {
+		t.acked.Store(true)
+		f()
+		t.forget()
+	})
+}
+
+// forget drops the task from the worker's in-flight list (settled, or left for
+// redelivery).
+func (t *task) forget() {
+	t.w.mu.Lock()
+	delete(t.w.inflight, t)
+	t.w.mu.Unlock()
+}
 
 func (t *task) ack() { t.settle(t.d.Ack) }
 
@@ -127,7 +165,10 @@ func (t *task) execute(ctx context.Context, h tasks.Handler, call *tasks.Call) (
 		t.mu.Unlock()
 	}()
 	if t.w.cfg.EarlyAck {
-		t.ack() // Celery's default: acked when the pool accepts the task
+		t.settleOnce.Do(func() { t.acked.Store(true); t.d.Ack() }) // Celery's default: acked when the pool accepts the task
+	}
+	if ev := t.w.cfg.Events; ev != nil {
+		ev.TaskStarted(t.req.ID)
 	}
 	if t.w.cfg.TrackStarted && t.storesResults() {
 		payload := fmt.Sprintf(`{"pid": %d, "hostname": %q}`, os.Getpid(), t.w.cfg.NodeName)
@@ -143,17 +184,21 @@ func (t *task) execute(ctx context.Context, h tasks.Handler, call *tasks.Call) (
 }
 
 func (t *task) storesResults() bool {
-	return t.w.results != nil && !t.w.cfg.IgnoreResult && !t.req.IgnoreResult
+	return t.w.results != nil && !t.w.cfg.IgnoreResult && !t.req.IgnoreResult &&
+		!t.w.reg.Options(t.req.Task).IgnoreResult
 }
 
 func (t *task) finish(o pool.Outcome) {
 	var retry *tasks.Retry
+	var retryAfter *canvas.RetryAfter
+	var chordErr *canvas.ChordError
 	var discarded discardedError
 	switch {
 	case errors.Is(o.Err, pool.ErrKilled):
 		// Cut short by a cold shutdown: not the task's failure. Left unacked, the
 		// message goes back to the queue when the connection closes.
 		t.w.log.Warn("task interrupted by shutdown; left for redelivery", zap.String("task_id", t.req.ID))
+		t.forget()
 	case o.Err == nil:
 		t.succeeded(o)
 	case errors.As(o.Err, &discarded):
@@ -162,6 +207,14 @@ func (t *task) finish(o pool.Outcome) {
 		t.revoked("terminated")
 	case errors.As(o.Err, &retry):
 		t.retry(o, retry)
+	case errors.As(o.Err, &retryAfter):
+		r := &tasks.Retry{Countdown: retryAfter.Countdown, MaxRetries: -1}
+		if retryAfter.Countdown <= 0 {
+			r.Countdown = -1
+		}
+		t.retry(o, r)
+	case errors.As(o.Err, &chordErr):
+		t.chordFailed(o, chordErr)
 	default:
 		t.failed(o, exceptionOf(o.Err))
 	}
@@ -175,15 +228,68 @@ func (t *task) succeeded(o pool.Outcome) {
 			Args: []any{fmt.Sprintf("cannot encode the result as JSON: %v", err)}})
 		return
 	}
+	// Celery sends callbacks and the next chain step before storing SUCCESS, so the
+	// document can list them as children.
+	var children []any
+	if t.hasCanvas() {
+		var err error
+		children, err = t.dispatch(o.Value)
+		if err != nil {
+			t.failed(o, &tasks.Exception{Module: "celery.exceptions", Type: "ChordError",
+				Args: []any{fmt.Sprintf("cannot send the callbacks of %s: %v", t.req.ID, err)}})
+			return
+		}
+	}
 	if t.w.cfg.LogTasks {
 		t.w.log.Info(fmt.Sprintf("Task %s[%s] succeeded in %.6fs: %s", t.req.Name(), t.req.ID,
 			o.Runtime.Seconds(), truncate(string(payload), 1024)))
+	}
+	if ev := t.w.cfg.Events; ev != nil {
+		ev.TaskSucceeded(t.req.ID, truncate(string(payload), 1024), o.Runtime)
 	}
 	if !t.storesResults() {
 		t.ack()
 		return
 	}
-	t.store(t.record(results.StatusSuccess, string(payload), ""), t.ack)
+	rec := t.record(results.StatusSuccess, string(payload), "")
+	rec.Children = children
+	t.store(rec, t.ack)
+}
+
+func (t *task) hasCanvas() bool {
+	return len(t.req.Callbacks) > 0 || len(t.req.Chain) > 0
+}
+
+// dispatch publishes the callbacks and the next chain step, and returns the children
+// tuples for the result document.
+func (t *task) dispatch(retval any) ([]any, error) {
+	if t.w.cfg.Canvas == nil {
+		t.w.log.Warn("task has callbacks or a chain, but this worker sends none", zap.String("task_id", t.req.ID))
+		return nil, nil
+	}
+	d, err := t.w.cfg.Canvas.OnSuccess(t.req, retval)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.w.publishAll(d.Messages); err != nil {
+		return nil, err
+	}
+	return d.Children, nil
+}
+
+// chordFailed stores FAILURE ChordError for the chord's callback: chord_unlock found a
+// failed header task. chord_unlock itself ends normally.
+func (t *task) chordFailed(o pool.Outcome, ce *canvas.ChordError) {
+	t.w.log.Error(fmt.Sprintf("Chord callback %s failed: %s", ce.CallbackID, ce.Reason))
+	if t.w.results == nil {
+		t.ack()
+		return
+	}
+	info := ce.Info()
+	exc := &tasks.Exception{Module: info.Module, Type: info.Type, Args: info.Args}
+	rec := t.exceptionRecord(results.StatusFailure, exc, traceback(t.req, exc, nil))
+	rec.TaskID, rec.Name, rec.Args, rec.Kwargs, rec.ParentID, rec.GroupID = ce.CallbackID, "", nil, nil, "", ""
+	t.store(rec, t.ack)
 }
 
 func (t *task) failed(o pool.Outcome, exc *tasks.Exception) {
@@ -194,6 +300,13 @@ func (t *task) failed(o pool.Outcome, exc *tasks.Exception) {
 	}
 	t.w.log.Error(fmt.Sprintf("Task %s[%s] raised unexpected: %s", t.req.Name(), t.req.ID, exc.Error()),
 		zap.Duration("runtime", o.Runtime))
+	if ev := t.w.cfg.Events; ev != nil {
+		ev.TaskFailed(t.req.ID, exc.Repr(), tb)
+	}
+	var chainIDs []string
+	if len(t.req.Chain) > 0 || len(t.req.Errbacks) > 0 {
+		chainIDs = t.failCanvas()
+	}
 	settle := t.ack
 	if t.w.cfg.RejectOnFailure {
 		settle = func() { t.reject(false) }
@@ -204,11 +317,35 @@ func (t *task) failed(o pool.Outcome, exc *tasks.Exception) {
 		settle()
 		return
 	}
+	// The remaining chain steps fail with the same exception (Celery's mark_as_failure).
+	for _, id := range chainIDs {
+		rec := t.exceptionRecord(results.StatusFailure, exc, tb)
+		rec.TaskID, rec.Name, rec.Args, rec.Kwargs = id, "", nil, nil
+		t.store(rec, func() {})
+	}
 	t.store(t.exceptionRecord(results.StatusFailure, exc, tb), settle)
 }
 
+// failCanvas sends the errbacks and returns the ids of the chain steps that will never
+// run.
+func (t *task) failCanvas() []string {
+	if t.w.cfg.Canvas == nil {
+		return nil
+	}
+	f, err := t.w.cfg.Canvas.OnFailure(t.req)
+	if err != nil {
+		t.w.log.Error("cannot build the errbacks", zap.String("task_id", t.req.ID), zap.Error(err))
+		return nil
+	}
+	if err := t.w.publishAll(f.Errbacks); err != nil {
+		t.w.log.Error("cannot send the errbacks", zap.String("task_id", t.req.ID), zap.Error(err))
+	}
+	return f.ChainIDs
+}
+
 func (t *task) storesErrors() bool {
-	return t.w.results != nil && (!t.w.cfg.IgnoreResult || t.w.cfg.StoreErrorsEvenIfIgnored)
+	ignored := t.w.cfg.IgnoreResult || t.w.reg.Options(t.req.Task).IgnoreResult
+	return t.w.results != nil && (!ignored || t.w.cfg.StoreErrorsEvenIfIgnored)
 }
 
 // retry re-publishes the task as Celery's Task.retry does: same id, retries + 1, an
@@ -235,6 +372,13 @@ func (t *task) retry(o pool.Outcome, r *tasks.Retry) {
 	}
 	t.w.stats.Retried.Add(1)
 	t.w.log.Info(fmt.Sprintf("Task %s[%s] retry: %s", t.req.Name(), t.req.ID, r.Error()))
+	if ev := t.w.cfg.Events; ev != nil {
+		repr := "Retry(" + r.Error() + ")"
+		if r.Exc != nil {
+			repr = r.Exc.Repr()
+		}
+		ev.TaskRetried(t.req.ID, repr, "")
+	}
 	publish := func() {
 		t.w.bg.Add(1)
 		go func() {
@@ -298,6 +442,10 @@ func (t *task) unknown() {
 	t.w.log.Error(fmt.Sprintf("Received unregistered task of type %q.", t.req.Task),
 		zap.String("task_id", t.req.ID), zap.String("hint", "register it, or map it with ccworker_task_aliases"))
 	exc := &tasks.Exception{Module: "celery.exceptions", Type: "NotRegistered", Args: []any{t.req.Task}}
+	if ev := t.w.cfg.Events; ev != nil {
+		ev.TaskFailed(t.req.ID, exc.Repr(), "")
+		ev.TaskRejected(t.req.ID, false)
+	}
 	reject := func() { t.reject(false) }
 	if t.w.results == nil {
 		reject()
@@ -310,6 +458,13 @@ func (t *task) unknown() {
 func (t *task) revoked(reason string) {
 	t.w.stats.Revoked.Add(1)
 	t.w.log.Info(fmt.Sprintf("Discarding revoked task: %s[%s] (%s)", t.req.Name(), t.req.ID, reason))
+	if ev := t.w.cfg.Events; ev != nil {
+		signum := 0
+		if reason == "terminated" {
+			signum = 15
+		}
+		ev.TaskRevoked(t.req.ID, reason == "terminated", signum, reason == "expired")
+	}
 	if !t.storesErrors() {
 		t.ack()
 		return
@@ -355,6 +510,7 @@ func (t *task) store(rec *results.Record, settle func()) {
 	if err != nil {
 		t.w.log.Error("result not stored; message left for redelivery",
 			zap.String("task_id", rec.TaskID), zap.Error(err))
+		t.forget()
 	}
 }
 

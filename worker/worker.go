@@ -15,6 +15,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
+	"github.com/ccworker/ccworker/canvas"
+	"github.com/ccworker/ccworker/control"
 	"github.com/ccworker/ccworker/pool"
 	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
@@ -37,6 +39,17 @@ type Broker interface {
 	Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error
 	// Park moves a delivery to a broker-side delay queue that returns it by until.
 	Park(ctx context.Context, d *prefetch.Delivery, until time.Time) error
+}
+
+// TaskEvents receives the task lifecycle, for Celery's task events (control.Events).
+type TaskEvents interface {
+	TaskReceived(uuid, name, argsRepr, kwargsRepr, rootID, parentID string, retries int, eta, expires time.Time)
+	TaskStarted(uuid string)
+	TaskSucceeded(uuid, resultRepr string, runtime time.Duration)
+	TaskFailed(uuid, exceptionRepr, traceback string)
+	TaskRetried(uuid, exceptionRepr, traceback string)
+	TaskRejected(uuid string, requeue bool)
+	TaskRevoked(uuid string, terminated bool, signum int, expired bool)
 }
 
 // RevokedSet holds the ids of revoked tasks (Celery's LimitedSet).
@@ -83,6 +96,17 @@ type Config struct {
 	// applies to the others (0 = none).
 	RateLimits       map[string]float64
 	DefaultRateLimit float64
+
+	// Events receives task events; nil sends none.
+	Events TaskEvents
+	// Canvas sends callbacks, chain steps and errbacks; nil leaves them unsent (and
+	// says so in the log).
+	Canvas *canvas.Sender
+
+	// For remote control: what `stats` and `conf` report.
+	BrokerStats   control.BrokerStats
+	PrefetchCount int
+	Conf          map[string]any
 }
 
 // Limits are a task's time limits; zero means not set.
@@ -102,11 +126,15 @@ type Worker struct {
 	held    atomic.Int64   // tasks held in memory for their ETA
 	stats   Stats
 
-	mu      sync.Mutex
-	running map[string]*task  // by task id, for revoke(terminate=True) and inspection
-	limits  map[string]Limits // per-task time limits, changed by the time_limit command
+	mu       sync.Mutex
+	running  map[string]*task  // by task id, for revoke(terminate=True) and inspection
+	inflight map[*task]bool    // received and not yet settled, for inspection
+	totals   map[string]int64  // tasks accepted, by name (stats)
+	limits   map[string]Limits // per-task time limits, changed by the time_limit command
+	stop     context.CancelFunc
 
-	rates *rateLimiter
+	rates   *rateLimiter
+	started time.Time
 }
 
 // Stats counts what the worker did.
@@ -143,12 +171,12 @@ func New(cfg Config, reg *tasks.Registry, broker Broker, rw ResultWriter, log *z
 		limits[k] = v
 	}
 	return &Worker{cfg: cfg, reg: reg, log: log, broker: broker, results: rw, pool: p,
-		running: map[string]*task{}, limits: limits,
+		running: map[string]*task{}, inflight: map[*task]bool{}, totals: map[string]int64{}, limits: limits,
 		rates: newRateLimiter(cfg.DefaultRateLimit, cfg.RateLimits)}, nil
 }
 
-// Stats returns the worker's counters.
-func (w *Worker) Stats() *Stats { return &w.stats }
+// Counters returns the worker's counters.
+func (w *Worker) Counters() *Stats { return &w.stats }
 
 // Run consumes until ctx is done, then shuts down warmly: it stops consuming, lets
 // running tasks finish (at most DrainTimeout), flushes results and acks, and closes.
@@ -156,6 +184,11 @@ func (w *Worker) Stats() *Stats { return &w.stats }
 // messages go back to the queue. Run returns an error only if starting failed or the
 // drain was cut short.
 func (w *Worker) Run(ctx, kill context.Context) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	w.mu.Lock()
+	w.stop, w.started = stop, time.Now()
+	w.mu.Unlock()
 	if err := w.broker.Start(ctx, w.handle); err != nil {
 		_ = w.pool.Stop(context.Background())
 		if w.results != nil {
@@ -205,8 +238,16 @@ func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
 		return
 	}
 	t := &task{w: w, d: d, req: req, received: time.Now()}
+	w.mu.Lock()
+	w.inflight[t] = true
+	w.totals[req.Task]++
+	w.mu.Unlock()
 	if w.cfg.LogTasks {
 		w.log.Info(fmt.Sprintf("Task %s[%s] received", req.Name(), req.ID))
+	}
+	if ev := w.cfg.Events; ev != nil {
+		ev.TaskReceived(req.ID, req.Name(), req.ArgsRepr, req.KwargsRepr, req.RootID, req.ParentID,
+			req.Retries, req.ETA, req.Expires)
 	}
 	h, ok := w.reg.Lookup(req.Task)
 	if !ok {
@@ -220,6 +261,9 @@ func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
 	if !req.ETA.IsZero() {
 		if wait := time.Until(req.ETA); wait > 0 {
 			if wait <= w.cfg.ETAHold && w.held.Load() < int64(w.cfg.MaxHeld) {
+				t.mu.Lock()
+				t.eta = req.ETA
+				t.mu.Unlock()
 				w.hold(ctx, t, h, wait, true)
 			} else {
 				w.park(t)
@@ -234,39 +278,31 @@ func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
 	t.run(ctx, h)
 }
 
-// SetTimeLimit changes a task's time limits (the time_limit remote command).
-func (w *Worker) SetTimeLimit(task string, l Limits) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.limits[task] = l
-}
-
-// SetRateLimit changes a task's rate limit in tasks per second, 0 = none (the
-// rate_limit remote command).
-func (w *Worker) SetRateLimit(task string, perSecond float64) { w.rates.set(task, perSecond) }
-
 func (w *Worker) taskLimits(task string) Limits {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.limits[task]
 }
 
-// Revoke adds ids to the revoked set; with terminate it also stops those running now
-// (their context is cancelled; REVOKED 'terminated' is stored). It returns the ids that
-// were running.
-func (w *Worker) Revoke(ids []string, terminate bool) (running []string) {
-	w.cfg.Revoked.Add(ids...)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, id := range ids {
-		if t, ok := w.running[id]; ok {
-			running = append(running, id)
-			if terminate {
-				t.terminate()
-			}
+// publishAll publishes canvas messages and waits for the broker's confirms.
+func (w *Worker) publishAll(msgs []canvas.Outgoing) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, o := range msgs {
+		m := o.Message
+		err := w.broker.Publish(ctx, o.Exchange, o.RoutingKey, amqp.Publishing{
+			Headers: prefetch.Table(m.Headers), ContentType: m.ContentType, ContentEncoding: m.ContentEncoding,
+			DeliveryMode: amqp.Persistent, Priority: o.Priority, CorrelationId: m.CorrelationID,
+			ReplyTo: m.ReplyTo, Expiration: o.Expiration, Body: m.Body,
+		})
+		if err != nil {
+			return fmt.Errorf("publish %s to %q/%q: %w", o.TaskID, o.Exchange, o.RoutingKey, err)
 		}
 	}
-	return running
+	return nil
 }
 
 // Running returns the ids of the tasks running now, sorted.
@@ -291,9 +327,10 @@ func (w *Worker) park(t *task) {
 		if err := w.broker.Park(ctx, t.d, t.req.ETA); err != nil {
 			w.log.Warn("cannot park a task until its ETA; left for redelivery",
 				zap.String("task_id", t.req.ID), zap.Error(err))
+			t.forget()
 			return
 		}
-		t.d.Ack()
+		t.ack()
 	}()
 }
 
@@ -327,6 +364,7 @@ func (w *Worker) hold(ctx context.Context, t *task, h tasks.Handler, wait time.D
 			t.run(ctx, h)
 		case <-ctx.Done():
 			// Shutting down: left unacked, the message goes back to the queue.
+			t.forget()
 		}
 	}()
 }

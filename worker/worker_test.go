@@ -456,7 +456,7 @@ func TestSuccessIsStoredThenAcked(t *testing.T) {
 
 	require.NoError(t, h.shutdown())
 	assert.Len(t, h.settler.of(tag), 1, "settled exactly once")
-	assert.EqualValues(t, 1, h.w.Stats().Succeeded.Load())
+	assert.EqualValues(t, 1, h.w.Counters().Succeeded.Load())
 }
 
 func TestIgnoreResultHeaderStoresNothing(t *testing.T) {
@@ -515,7 +515,7 @@ func TestFailureStoresExceptionAndTraceback(t *testing.T) {
 	assert.True(t, strings.HasSuffix(rec.Traceback, "ValueError: boom\n"), rec.Traceback)
 	acked(t, h.settlement(), tag)
 	require.NoError(t, h.shutdown())
-	assert.EqualValues(t, 1, h.w.Stats().Failed.Load())
+	assert.EqualValues(t, 1, h.w.Counters().Failed.Load())
 }
 
 func TestGoErrorIsBuiltinsException(t *testing.T) {
@@ -568,7 +568,7 @@ func TestExpiredIsRevokedAndAcked(t *testing.T) {
 	default:
 	}
 	require.NoError(t, h.shutdown())
-	assert.EqualValues(t, 1, h.w.Stats().Revoked.Load())
+	assert.EqualValues(t, 1, h.w.Counters().Revoked.Load())
 }
 
 func TestETARunsAfterItsETA(t *testing.T) {
@@ -634,7 +634,7 @@ func TestBadMessagesAreSettledLikeCelery(t *testing.T) {
 	tag := h.send(req(tasks.AddName, int64(1), int64(2)))
 	acked(t, h.settlement(), tag)
 	require.NoError(t, h.shutdown())
-	assert.EqualValues(t, len(cases), h.w.Stats().Rejected.Load())
+	assert.EqualValues(t, len(cases), h.w.Counters().Rejected.Load())
 }
 
 func waitOnContext(ctx context.Context, _ *tasks.Call) (any, error) {
