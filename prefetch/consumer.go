@@ -131,7 +131,7 @@ type Consumer struct {
 	pub  *amqp.Channel    // confirm-mode channel for Publish, opened on demand
 	sess *session         // current session, nil while reconnecting
 
-	queues []Queue  // consumed now: cfg.Queues, plus add_consumer, minus cancel_consumer
+	queues []Queue // consumed now: cfg.Queues, plus add_consumer, minus cancel_consumer
 	handle Handler // set by Start
 
 	delayQueues map[string]bool // delay queues declared by Park

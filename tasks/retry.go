@@ -21,7 +21,7 @@ type Retry struct {
 	// Countdown is the wait before the next run: zero (with a zero ETA) means
 	// DefaultRetryDelay, as in Celery; a negative value means at once (countdown=0).
 	Countdown time.Duration
-	ETA       time.Time     // or an absolute time
+	ETA       time.Time // or an absolute time
 	// MaxRetries is how many retries are allowed: 0 means DefaultMaxRetries, a negative
 	// value means no limit (Celery's max_retries=None).
 	MaxRetries int
