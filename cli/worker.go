@@ -72,10 +72,10 @@ func (o *workerOptions) bind(cmd *cobra.Command) {
 	f.IntVar(&o.prefetchMultiplier, "prefetch-multiplier", 0, "prefetch per consumer = concurrency x this (default: worker_prefetch_multiplier, 4)")
 	f.Float64Var(&o.timeLimit, "time-limit", 0, "hard time limit in seconds (default: task_time_limit)")
 	f.Float64Var(&o.softTimeLimit, "soft-time-limit", 0, "soft time limit in seconds (default: task_soft_time_limit)")
-	f.BoolVarP(&o.events, "task-events", "E", false, "send task events (accepted; see the start-up log)")
-	f.BoolVar(&o.withoutGossip, "without-gossip", false, "do not subscribe to other workers' events")
-	f.BoolVar(&o.withoutMingle, "without-mingle", false, "do not synchronize with other workers at start-up")
-	f.BoolVar(&o.withoutHeartbeat, "without-heartbeat", false, "send no worker heartbeat events")
+	f.BoolVarP(&o.events, "task-events", "E", false, "send task events (task-received, -started, -succeeded, ...) for Flower and celery events")
+	f.BoolVar(&o.withoutGossip, "without-gossip", false, "accepted for compatibility: ccworker never subscribes to other workers' events")
+	f.BoolVar(&o.withoutMingle, "without-mingle", false, "accepted for compatibility: ccworker does not synchronize at start-up (it answers others' hello)")
+	f.BoolVar(&o.withoutHeartbeat, "without-heartbeat", false, "send no worker-online/heartbeat/offline events")
 	f.BoolVar(&o.purge, "purge", false, "delete all waiting messages of the consumed queues before starting")
 	f.BoolVar(&o.earlyAck, "early-ack", false, "ack when a task starts, as Celery does by default (task_acks_late = False): for tasks that must never run twice; default: ack once the result is durable")
 	f.DurationVar(&o.etaHold, "eta-hold", 10*time.Second, "tasks due within this are held in memory; later ones wait in broker-side delay queues")
@@ -609,15 +609,12 @@ func logIgnored(log *zap.Logger, s *settings, o *workerOptions) {
 	if s.mongo != nil && len(s.mongo.Dropped) > 0 {
 		log.Warn("result backend options not passed to the MongoDB driver", zap.Strings("options", s.mongo.Dropped))
 	}
-	if s.cfg.WorkerSendTaskEvents {
-		log.Warn("task events (-E / worker_send_task_events) are not sent by this version")
-	}
 	if len(s.cfg.Imports)+len(s.cfg.Include) > 0 {
 		log.Warn("imports/include name Python modules; this version runs only built-in and aliased tasks",
 			zap.Strings("modules", append(append([]string{}, s.cfg.Imports...), s.cfg.Include...)))
 	}
-	if o.withoutGossip || o.withoutMingle || o.withoutHeartbeat {
-		log.Debug("gossip, mingle and heartbeat flags accepted: this version does none of them")
+	if o.withoutGossip || o.withoutMingle {
+		log.Debug("--without-gossip and --without-mingle accepted: ccworker never gossips, and only answers other workers' hello")
 	}
 }
 
