@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -347,4 +348,11 @@ func TestMainRegistersTheBinarysOwnTasks(t *testing.T) {
 	})
 	require.True(t, registered)
 	require.Equal(t, exitConfig, code)
+}
+
+func TestDefaultConcurrencyFollowsSlurm(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	require.Equal(t, 6, defaultConcurrency(env(map[string]string{"SLURM_CPUS_PER_TASK": "6", "SLURM_CPUS_ON_NODE": "32"})))
+	require.Equal(t, 32, defaultConcurrency(env(map[string]string{"SLURM_CPUS_ON_NODE": "32"})))
+	require.Equal(t, runtime.NumCPU(), defaultConcurrency(env(map[string]string{"SLURM_CPUS_ON_NODE": "x"})))
 }

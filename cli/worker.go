@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,8 @@ type workerOptions struct {
 	purge               bool
 	earlyAck            bool
 	etaHold             time.Duration
+	maxIdle             time.Duration
+	maxTasks            uint64
 	drainTimeout        time.Duration
 	resultBatchSize     int
 	resultFlushInterval time.Duration
@@ -78,6 +81,8 @@ func (o *workerOptions) bind(cmd *cobra.Command) {
 	f.BoolVar(&o.withoutHeartbeat, "without-heartbeat", false, "send no worker-online/heartbeat/offline events")
 	f.BoolVar(&o.purge, "purge", false, "delete all waiting messages of the consumed queues before starting")
 	f.BoolVar(&o.earlyAck, "early-ack", false, "ack when a task starts, as Celery does by default (task_acks_late = False): for tasks that must never run twice; default: ack once the result is durable")
+	f.DurationVar(&o.maxIdle, "max-idle", 0, "exit 0 once no task has arrived for this long and none runs (batch jobs give their allocation back when the queue runs dry); 0 = never")
+	f.Uint64Var(&o.maxTasks, "max-tasks", 0, "exit 0 after taking this many tasks; 0 = no limit")
 	f.DurationVar(&o.etaHold, "eta-hold", 10*time.Second, "tasks due within this are held in memory; later ones wait in broker-side delay queues")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long a warm shutdown waits for running tasks")
 	f.IntVar(&o.resultBatchSize, "result-batch-size", 0, "results written per batch (default: ccworker_result_batch_size, 256)")
@@ -225,6 +230,8 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		RejectOnFailure: !s.cfg.TaskAcksOnFailureOrTimeout,
 		TrackStarted:    s.cfg.TaskTrackStarted,
 		ETAHold:         o.etaHold,
+		MaxIdle:         o.maxIdle,
+		MaxTasks:        o.maxTasks,
 		TaskLimits:      limits,
 		RateLimits:      rates,
 		Revoked:         revoked,
@@ -415,7 +422,7 @@ func resolve(cmd *cobra.Command, o *workerOptions) (*settings, error) {
 
 	s.concurrency = cfg.WorkerConcurrency
 	if s.concurrency <= 0 {
-		s.concurrency = runtime.NumCPU()
+		s.concurrency = defaultConcurrency(os.Getenv)
 	}
 	switch p := strings.ToLower(o.pool); p {
 	case "goroutine", "":
@@ -448,6 +455,18 @@ func resolve(cmd *cobra.Command, o *workerOptions) (*settings, error) {
 		s.mongo = &m
 	}
 	return s, nil
+}
+
+// defaultConcurrency is what -c defaults to: the CPUs Slurm gave the job when run under
+// Slurm (SLURM_CPUS_PER_TASK, else SLURM_CPUS_ON_NODE), else the machine's CPUs, as
+// Celery does.
+func defaultConcurrency(getenv func(string) string) int {
+	for _, v := range []string{"SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"} {
+		if n, err := strconv.Atoi(strings.TrimSpace(getenv(v))); err == nil && n > 0 {
+			return n
+		}
+	}
+	return runtime.NumCPU()
 }
 
 func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }

@@ -143,3 +143,37 @@ func TestRevokeTerminateStopsARunningTask(t *testing.T) {
 	assert.Equal(t, "TaskRevokedError", exc(t, rec).Type)
 	assert.Equal(t, []any{"terminated"}, exc(t, rec).Message)
 }
+
+func TestMaxIdleStopsTheWorker(t *testing.T) {
+	h := start(t, withConfig(func(c *worker.Config) { c.MaxIdle = 100 * time.Millisecond }))
+	tag := h.send(req(tasks.SleepName, 0.2)) // busy for longer than MaxIdle: not idle
+	acked(t, h.settlement(), tag)
+	select {
+	case err := <-h.runErr:
+		require.NoError(t, err)
+		h.finished = true
+	case <-time.After(wait):
+		t.Fatal("the idle worker did not stop")
+	}
+	assert.Equal(t, results.StatusSuccess, h.record().Status, "the task finished first")
+}
+
+func TestMaxTasksStopsAfterN(t *testing.T) {
+	h := start(t, withConfig(func(c *worker.Config) { c.MaxTasks = 2 }))
+	t1 := h.send(req(tasks.NoopName))
+	t2 := h.send(req(tasks.NoopName))
+	t3 := h.send(req(tasks.NoopName)) // over the limit
+	got := map[uint64]bool{}
+	for range 2 {
+		got[h.settlement().tag] = true
+	}
+	assert.Equal(t, map[uint64]bool{t1: true, t2: true}, got)
+	select {
+	case err := <-h.runErr:
+		require.NoError(t, err)
+		h.finished = true
+	case <-time.After(wait):
+		t.Fatal("the worker did not stop after --max-tasks")
+	}
+	assert.Empty(t, h.settler.of(t3), "the third goes back to the queue")
+}

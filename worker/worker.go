@@ -97,6 +97,13 @@ type Config struct {
 	RateLimits       map[string]float64
 	DefaultRateLimit float64
 
+	// MaxIdle stops the worker (warm, exit 0) once no task has arrived for this long
+	// and none is in flight: a batch allocation is given back when the queue runs dry.
+	MaxIdle time.Duration
+	// MaxTasks stops the worker after it has taken this many tasks (0 = no limit);
+	// later deliveries go back to the queue.
+	MaxTasks uint64
+
 	// Events receives task events; nil sends none.
 	Events TaskEvents
 	// Canvas sends callbacks, chain steps and errbacks; nil leaves them unsent (and
@@ -133,8 +140,10 @@ type Worker struct {
 	limits   map[string]Limits // per-task time limits, changed by the time_limit command
 	stop     context.CancelFunc
 
-	rates   *rateLimiter
-	started time.Time
+	rates    *rateLimiter
+	started  time.Time
+	lastSeen atomic.Int64 // unix nanos of the last delivery, for MaxIdle
+	taken    atomic.Uint64
 }
 
 // Stats counts what the worker did.
@@ -201,6 +210,16 @@ func (w *Worker) Run(ctx, kill context.Context) error {
 	}
 	// Celery's line, printed once the worker really consumes: scripts wait for it.
 	w.log.Info(fmt.Sprintf("%s ready.", w.cfg.NodeName))
+	w.lastSeen.Store(time.Now().UnixNano())
+	var watcher sync.WaitGroup
+	defer watcher.Wait()
+	if w.cfg.MaxIdle > 0 {
+		watcher.Add(1)
+		go func() {
+			defer watcher.Done()
+			w.watchIdle(ctx, stop)
+		}()
+	}
 	<-ctx.Done()
 	w.log.Info("warm shutdown: no new tasks; waiting for running ones", zap.Duration("timeout", w.cfg.DrainTimeout))
 	w.broker.StopConsuming()
@@ -228,6 +247,20 @@ func (w *Worker) Run(ctx, kill context.Context) error {
 // handle is called by the broker for each delivery, one goroutine per queue. It blocks
 // while the pool is full: that is the back-pressure that keeps the prefetch bounded.
 func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
+	w.lastSeen.Store(time.Now().UnixNano())
+	if max := w.cfg.MaxTasks; max > 0 {
+		n := w.taken.Add(1)
+		if n > max {
+			return // over --max-tasks: left unacked, it goes back to the queue
+		}
+		if n == max {
+			w.log.Info(fmt.Sprintf("took %d tasks (--max-tasks): stopping after them", max))
+			w.mu.Lock()
+			stop := w.stop
+			w.mu.Unlock()
+			defer stop()
+		}
+	}
 	w.stats.Received.Add(1)
 	req, err := protocol.Decode(protocol.Message{
 		ContentType: d.ContentType, ContentEncoding: d.ContentEncoding, Headers: d.Headers,
@@ -282,6 +315,32 @@ func (w *Worker) taskLimits(task string) Limits {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.limits[task]
+}
+
+// watchIdle stops the worker once no task has arrived for MaxIdle and none is in flight.
+func (w *Worker) watchIdle(ctx context.Context, stop context.CancelFunc) {
+	tick := time.NewTicker(min(max(w.cfg.MaxIdle/4, 10*time.Millisecond), time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			idle := time.Since(time.Unix(0, w.lastSeen.Load()))
+			w.mu.Lock()
+			busy := len(w.inflight) > 0
+			w.mu.Unlock()
+			if busy {
+				w.lastSeen.Store(time.Now().UnixNano()) // idle counts from the last task's end
+				continue
+			}
+			if idle >= w.cfg.MaxIdle {
+				w.log.Info(fmt.Sprintf("no task for %s (--max-idle): stopping", w.cfg.MaxIdle))
+				stop()
+				return
+			}
+		}
+	}
 }
 
 // publishAll publishes canvas messages and waits for the broker's confirms.
