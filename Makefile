@@ -33,9 +33,12 @@ services:
 services-stop:
 	bash scripts/services.sh stop
 
-## bench: micro-benchmarks and the end-to-end runs (benchstat-friendly output)
+## bench: micro-benchmarks, then the end-to-end loads and their ceilings against the real
+## services (one fixed load per run: -benchtime 1x); benchstat-friendly output in bench/out/
 bench: services
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bench/ ./protocol/ | tee bench/out.txt
+	mkdir -p bench/out
+	$(GO) test -run '^$$' -bench '^Benchmark(Decode|Result|Pool|AppendJSON|Ack)' -benchmem -count 5 ./bench/ ./protocol/ ./prefetch/ | tee bench/out/micro.txt
+	$(GO) test -run '^$$' -bench '^Benchmark(E2E|Ceiling)' -benchtime 1x -count 3 -timeout 30m ./bench/ | tee bench/out/e2e.txt
 
 ## lint: gofmt, go vet, staticcheck
 lint:

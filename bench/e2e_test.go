@@ -1,0 +1,343 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/ccworker/ccworker/internal/testenv"
+	"github.com/ccworker/ccworker/prefetch"
+	"github.com/ccworker/ccworker/protocol"
+)
+
+// The end-to-end benchmarks run the real ccworker binary against the real RabbitMQ and
+// MongoDB-wire server with pre-published Celery protocol-2 messages, as the Celery
+// baseline was measured. Each load is fixed (b.N is not used: one run is one load), and
+// the figures are reported as custom metrics, benchstat-friendly:
+//
+//	tasks/s      tasks / (worker start -> last task done)
+//	p50-ms p99-ms publish -> result durable (results on only; from date_done)
+//	peak-RSS-MB  the worker's VmHWM
+//	cpu-s/1k     the worker's user+system CPU seconds per 1,000 tasks
+//
+// The ceiling benchmarks push the same messages through the thinnest Go pipeline
+// (consume, multiple-ack every 100, and for results on an unordered bulk insert of the
+// same documents): ccworker's tasks/s divided by the ceiling's is its distance from what
+// RabbitMQ and the result store allow on this machine.
+
+type load struct {
+	name    string
+	task    string
+	args    []any
+	n       int
+	results bool
+}
+
+var loads = []load{
+	{"noop/results=off", "ccworker.noop", []any{}, 20000, false},
+	{"noop/results=on", "ccworker.noop", []any{}, 5000, true},
+	{"sleep10ms/results=off", "ccworker.sleep", []any{0.01}, 5000, false},
+	{"sleep10ms/results=on", "ccworker.sleep", []any{0.01}, 5000, true},
+}
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+func ccworkerBinary(b *testing.B) string {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "ccworker-bench-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "ccworker")
+		out, err := exec.Command("go", "build", "-o", binary, "../cmd/ccworker").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		b.Fatal(buildErr)
+	}
+	return binary
+}
+
+func BenchmarkE2E(b *testing.B) {
+	for _, l := range loads {
+		b.Run(l.name, func(b *testing.B) { runE2E(b, l) })
+	}
+}
+
+func BenchmarkCeiling(b *testing.B) {
+	for _, l := range loads {
+		if l.task != "ccworker.noop" {
+			continue // the ceiling does no work: noop is the pipeline's own cost
+		}
+		b.Run(l.name, func(b *testing.B) { runCeiling(b, l) })
+	}
+}
+
+// env is one benchmark's services: a fresh queue and database, removed afterwards.
+type env struct {
+	amqpURL, mongoURL string
+	queue             string
+	db                *mongo.Database
+	conn              *amqp.Connection
+}
+
+func newEnv(b *testing.B) *env {
+	amqpURL, mongoURL := testenv.AMQPURL(b), testenv.MongoURL(b)
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := &env{amqpURL: amqpURL, mongoURL: mongoURL, queue: testenv.Name(b, "bench"), conn: conn}
+	b.Cleanup(func() {
+		if ch, err := conn.Channel(); err == nil {
+			_, _ = ch.QueueDelete(e.queue, false, false, false)
+			_ = ch.ExchangeDelete(e.queue, false, false)
+		}
+		_ = conn.Close()
+	})
+	e.db = testenv.Database(b)
+	if err := prefetch.Declare(conn, []prefetch.Queue{prefetch.CeleryQueue(e.queue, 0)}); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+// publish pre-publishes n Celery messages (confirmed) and returns their ids and the
+// publish times.
+func (e *env) publish(b *testing.B, l load) (ids []string, sent map[string]time.Time) {
+	ch, err := e.conn.Channel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ch.Close()
+	if err := ch.Confirm(false); err != nil {
+		b.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, l.n))
+	sent = make(map[string]time.Time, l.n)
+	for i := range l.n {
+		id := fmt.Sprintf("%s-%08d", e.queue, i)
+		m, err := protocol.EncodeV2(&protocol.Request{ID: id, Task: l.task, Args: l.args,
+			Kwargs: map[string]any{}, IgnoreResult: !l.results, RootID: id})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sent[id] = time.Now()
+		if err := ch.Publish("", e.queue, false, false, amqp.Publishing{Headers: prefetch.Table(m.Headers),
+			ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, DeliveryMode: amqp.Persistent,
+			CorrelationId: id, Body: m.Body}); err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	for range l.n {
+		if c := <-confirms; !c.Ack {
+			b.Fatal("publish nacked")
+		}
+	}
+	return ids, sent
+}
+
+func (e *env) queueEmpty(b *testing.B) bool {
+	ch, err := e.conn.Channel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(e.queue, true, false, false, false, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return q.Messages == 0 && q.Consumers >= 0
+}
+
+func runE2E(b *testing.B, l load) {
+	bin := ccworkerBinary(b)
+	e := newEnv(b)
+	ids, sent := e.publish(b, l)
+	coll := e.db.Collection("celery_taskmeta")
+
+	args := []string{"-b", e.amqpURL, "-Q", e.queue, "-c", "512", "-n", "bench@%h", "-l", "WARNING",
+		"--without-heartbeat", "--max-idle", "300ms"}
+	if l.results {
+		args = append(args, "--result-backend", strings.TrimSuffix(e.mongoURL, "/")+"/"+e.db.Name())
+	}
+	cmd := exec.Command(bin, args...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	b.ResetTimer()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	var peakRSS int64
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var end time.Time
+	deadline := time.After(5 * time.Minute)
+wait:
+	for {
+		select {
+		case err := <-done:
+			// --max-idle: the worker leaves once the queue has been dry for 300 ms.
+			if err != nil {
+				b.Fatalf("ccworker: %v\n%s", err, out.String())
+			}
+			break wait
+		case <-tick.C:
+			if rss := vmHWM(cmd.Process.Pid); rss > peakRSS {
+				peakRSS = rss
+			}
+			if end.IsZero() && !l.results && e.queueEmpty(b) {
+				end = time.Now()
+			}
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			b.Fatalf("the load did not finish in 5 minutes\n%s", out.String())
+		}
+	}
+	b.StopTimer()
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	if ru.Maxrss*1024 > peakRSS {
+		peakRSS = ru.Maxrss * 1024
+	}
+
+	var lat []time.Duration
+	if l.results {
+		ctx := context.Background()
+		cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "date_done", Value: 1}, {Key: "status", Value: 1}}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var docs []struct {
+			ID       string        `bson:"_id"`
+			Status   string        `bson:"status"`
+			DateDone bson.DateTime `bson:"date_done"`
+		}
+		if err := cur.All(ctx, &docs); err != nil {
+			b.Fatal(err)
+		}
+		if len(docs) != len(ids) {
+			b.Fatalf("%d of %d results stored\n%s", len(docs), len(ids), out.String())
+		}
+		for _, d := range docs {
+			if d.Status != "SUCCESS" {
+				b.Fatalf("task %s: %s", d.ID, d.Status)
+			}
+			t := d.DateDone.Time()
+			if t.After(end) {
+				end = t
+			}
+			lat = append(lat, t.Sub(sent[d.ID]))
+		}
+	}
+	if end.IsZero() {
+		b.Fatal("no end time")
+	}
+	elapsed := end.Sub(start)
+	b.ReportMetric(float64(l.n)/elapsed.Seconds(), "tasks/s")
+	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-RSS-MB")
+	b.ReportMetric(cpu.Seconds()*1000/float64(l.n), "cpu-s/1k")
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	}
+	b.ReportMetric(0, "ns/op") // one fixed load per run: ns/op means nothing here
+}
+
+// vmHWM returns a process's peak resident set size in bytes (0 if unreadable).
+func vmHWM(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// runCeiling consumes the same messages with the thinnest pipeline: prefetch 1000,
+// multiple-ack every 100, and for results on, unordered bulk inserts of the documents
+// ccworker would write, 256 at a time, acking after each insert.
+func runCeiling(b *testing.B, l load) {
+	e := newEnv(b)
+	e.publish(b, l)
+	var coll *mongo.Collection
+	if l.results {
+		coll = e.db.Collection("celery_taskmeta")
+	}
+	ch, err := e.conn.Channel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ch.Close()
+	if err := ch.Qos(1000, 0, false); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	msgs, err := ch.Consume(e.queue, "", false, false, false, false, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]any, 0, 256)
+	var last uint64
+	for got := 0; got < l.n; got++ {
+		m := <-msgs
+		last = m.DeliveryTag
+		if coll != nil {
+			id, _ := m.Headers["id"].(string)
+			batch = append(batch, bson.D{{Key: "status", Value: "SUCCESS"}, {Key: "result", Value: "null"},
+				{Key: "traceback", Value: nil}, {Key: "children", Value: bson.A{}},
+				{Key: "date_done", Value: bson.NewDateTimeFromTime(time.Now())}, {Key: "_id", Value: id}})
+			if len(batch) == cap(batch) || got == l.n-1 {
+				if _, err := coll.InsertMany(context.Background(), batch, options.InsertMany().SetOrdered(false)); err != nil {
+					b.Fatal(err)
+				}
+				batch = batch[:0]
+				if err := ch.Ack(last, true); err != nil {
+					b.Fatal(err)
+				}
+			}
+			continue
+		}
+		if got%100 == 99 || got == l.n-1 {
+			if err := ch.Ack(last, true); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(l.n)/elapsed.Seconds(), "tasks/s")
+	b.ReportMetric(0, "ns/op")
+}
