@@ -11,7 +11,7 @@ PKGS    := ./...
 export CCWORKER_TEST_AMQP_URL  ?= amqp://guest:guest@127.0.0.1:5672//
 export CCWORKER_TEST_MONGO_URL ?= mongodb://127.0.0.1:27017/
 
-.PHONY: all build test test-unit services services-stop bench bench-e2e lint fuzz demo clean
+.PHONY: all build test test-unit services services-stop bench bench-compare lint fuzz demo clean
 
 all: build
 
@@ -39,6 +39,11 @@ bench: services
 	mkdir -p bench/out
 	$(GO) test -run '^$$' -bench '^Benchmark(Decode|Result|Pool|AppendJSON|Ack)' -benchmem -count 5 ./bench/ ./protocol/ ./prefetch/ | tee bench/out/micro.txt
 	$(GO) test -run '^$$' -bench '^Benchmark(E2E|Ceiling)' -benchtime 1x -count 3 -timeout 30m ./bench/ | tee bench/out/e2e.txt
+
+## bench-compare: Debian's Celery worker (prefork -c 2, gevent -c 512) and ccworker over the same
+## pre-published loads; writes the table and chart into bench/README.md
+bench-compare: services build
+	/usr/bin/python3 scripts/bench_compare.py
 
 ## lint: gofmt, go vet, staticcheck
 lint:
