@@ -114,9 +114,9 @@ func (s Stats) dict(pid int, clock int64, uptime float64) map[string]any {
 	if fs == "" {
 		fs = "round-robin"
 	}
-	ru := any(rusage())
-	if ru == nil {
-		ru = "N/A"
+	var ru any = "N/A"
+	if r := rusage(); r != nil {
+		ru = r
 	}
 	return map[string]any{
 		"total": total, "pid": pid, "clock": itoa(clock), "uptime": int64(uptime + 0.5),
