@@ -135,6 +135,8 @@ type Consumer struct {
 	handle Handler // set by Start
 
 	delayQueues map[string]bool // delay queues declared by Park
+	ensured     map[string]bool // queues declared by Ensure on ensuredConn
+	ensuredConn *amqp.Connection
 }
 
 // New checks cfg and returns a Consumer; nothing connects until Start.

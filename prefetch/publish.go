@@ -61,6 +61,32 @@ func (c *Consumer) publishOnce(ctx context.Context, exchange, key string, msg am
 	return nil
 }
 
+// Ensure declares q (exchange, queue, binding) the first time it is used on the current
+// connection, as kombu does before publishing to a queue (declare=[queue]): a message
+// for a queue nobody declared would otherwise be confirmed and dropped.
+func (c *Consumer) Ensure(q Queue) error {
+	c.mu.Lock()
+	conn := c.conn
+	done := c.ensured[q.Name] && c.ensuredConn == conn
+	c.mu.Unlock()
+	if done {
+		return nil
+	}
+	if conn == nil {
+		return ErrNotConnected
+	}
+	if err := Declare(conn, []Queue{q}); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ensuredConn != conn {
+		c.ensured, c.ensuredConn = map[string]bool{}, conn
+	}
+	c.ensured[q.Name] = true
+	return nil
+}
+
 // publishChannel returns the confirm-mode channel for publishing, opening it on the
 // current connection when needed.
 func (c *Consumer) publishChannel() (*amqp.Channel, error) {

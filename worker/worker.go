@@ -39,6 +39,8 @@ type Broker interface {
 	Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error
 	// Park moves a delivery to a broker-side delay queue that returns it by until.
 	Park(ctx context.Context, d *prefetch.Delivery, until time.Time) error
+	// Ensure declares a queue before the worker first publishes to it.
+	Ensure(q prefetch.Queue) error
 }
 
 // TaskEvents receives the task lifecycle, for Celery's task events (control.Events).
@@ -109,6 +111,9 @@ type Config struct {
 	// Canvas sends callbacks, chain steps and errbacks; nil leaves them unsent (and
 	// says so in the log).
 	Canvas *canvas.Sender
+	// QueueFor describes a queue the worker publishes to, to declare it first as Celery
+	// does (task_queues, task_queue_max_priority); nil declares Celery's missing queue.
+	QueueFor func(name string) prefetch.Queue
 
 	// For remote control: what `stats` and `conf` report.
 	BrokerStats   control.BrokerStats
@@ -351,15 +356,34 @@ func (w *Worker) publishAll(msgs []canvas.Outgoing) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, o := range msgs {
-		m := o.Message
-		err := w.broker.Publish(ctx, o.Exchange, o.RoutingKey, amqp.Publishing{
-			Headers: prefetch.Table(m.Headers), ContentType: m.ContentType, ContentEncoding: m.ContentEncoding,
-			DeliveryMode: amqp.Persistent, Priority: o.Priority, CorrelationId: m.CorrelationID,
-			ReplyTo: m.ReplyTo, Expiration: o.Expiration, Body: m.Body,
-		})
-		if err != nil {
-			return fmt.Errorf("publish %s to %q/%q: %w", o.TaskID, o.Exchange, o.RoutingKey, err)
+		if err := w.Publish(ctx, o); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// Publish sends one canvas message (a callback, a chain step, a chord's callback),
+// declaring its queue first as Celery does, and waits for the broker's confirm. It makes
+// the worker a canvas.Publisher, for celery.chord_unlock.
+func (w *Worker) Publish(ctx context.Context, o canvas.Outgoing) error {
+	if o.Queue != "" {
+		q := prefetch.CeleryQueue(o.Queue, 0)
+		if w.cfg.QueueFor != nil {
+			q = w.cfg.QueueFor(o.Queue)
+		}
+		if err := w.broker.Ensure(q); err != nil {
+			return fmt.Errorf("declare queue %q for %s: %w", o.Queue, o.TaskID, err)
+		}
+	}
+	m := o.Message
+	err := w.broker.Publish(ctx, o.Exchange, o.RoutingKey, amqp.Publishing{
+		Headers: prefetch.Table(m.Headers), ContentType: m.ContentType, ContentEncoding: m.ContentEncoding,
+		DeliveryMode: amqp.Persistent, Priority: o.Priority, CorrelationId: m.CorrelationID,
+		ReplyTo: m.ReplyTo, Expiration: o.Expiration, Body: m.Body,
+	})
+	if err != nil {
+		return fmt.Errorf("publish %s to %q/%q: %w", o.TaskID, o.Exchange, o.RoutingKey, err)
 	}
 	return nil
 }

@@ -146,6 +146,11 @@ func (b *fakeBroker) Park(_ context.Context, d *prefetch.Delivery, until time.Ti
 	return nil
 }
 
+func (b *fakeBroker) Ensure(q prefetch.Queue) error {
+	b.j.add("ensure %s", q.Name)
+	return nil
+}
+
 func (b *fakeBroker) sent() []published {
 	b.mu.Lock()
 	defer b.mu.Unlock()
