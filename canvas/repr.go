@@ -1,11 +1,7 @@
 package canvas
 
 import (
-	"fmt"
-	"maps"
-	"slices"
 	"strings"
-	"unicode"
 
 	"github.com/ccworker/ccworker/protocol"
 )
@@ -29,102 +25,12 @@ func excRepr(v any) string {
 }
 
 // pyExcRepr is BaseException.__repr__.
-func pyExcRepr(typ string, args []any) string {
-	if len(args) == 1 {
-		return typ + "(" + pyRepr(args[0], false) + ")"
-	}
-	return typ + pyRepr(args, true)
-}
+func pyExcRepr(typ string, args []any) string { return protocol.ExceptionRepr(typ, args) }
 
-// pyRepr is a small Python repr() for decoded JSON values; tuple writes a
-// list as a tuple.
+// pyRepr is Python's repr() of a decoded value; tuple writes a list as a tuple.
 func pyRepr(v any, tuple bool) string {
-	var b strings.Builder
-	writeRepr(&b, v, tuple)
-	return b.String()
-}
-
-func writeRepr(b *strings.Builder, v any, tuple bool) {
-	switch v := v.(type) {
-	case nil:
-		b.WriteString("None")
-	case bool:
-		if v {
-			b.WriteString("True")
-		} else {
-			b.WriteString("False")
-		}
-	case string:
-		writePyStr(b, v)
-	case []any:
-		open, end := "[", "]"
-		if tuple {
-			open, end = "(", ")"
-		}
-		b.WriteString(open)
-		for i, x := range v {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			writeRepr(b, x, false)
-		}
-		if tuple && len(v) == 1 {
-			b.WriteString(",")
-		}
-		b.WriteString(end)
-	case map[string]any:
-		b.WriteString("{")
-		for i, k := range slices.Sorted(maps.Keys(v)) {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			writePyStr(b, k)
-			b.WriteString(": ")
-			writeRepr(b, v[k], false)
-		}
-		b.WriteString("}")
-	default:
-		// Numbers: AppendJSON writes them as Python's repr does.
-		if out, err := protocol.AppendJSON(nil, v); err == nil {
-			b.Write(out)
-		} else {
-			fmt.Fprintf(b, "%v", v)
-		}
+	if a, ok := v.([]any); ok && tuple {
+		return protocol.TupleRepr(a)
 	}
-}
-
-// writePyStr writes a str repr: single quotes unless the string has a single
-// quote and no double quote.
-func writePyStr(b *strings.Builder, s string) {
-	q := byte('\'')
-	if strings.ContainsRune(s, '\'') && !strings.ContainsRune(s, '"') {
-		q = '"'
-	}
-	b.WriteByte(q)
-	for _, r := range s {
-		switch {
-		case r == rune(q) || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(b, `\x%02x`, r)
-		case r > 0x7f && !unicode.IsPrint(r):
-			if r <= 0xff {
-				fmt.Fprintf(b, `\x%02x`, r)
-			} else if r <= 0xffff {
-				fmt.Fprintf(b, `\u%04x`, r)
-			} else {
-				fmt.Fprintf(b, `\U%08x`, r)
-			}
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte(q)
+	return protocol.Repr(v)
 }

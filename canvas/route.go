@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ccworker/ccworker/config"
+	"github.com/ccworker/ccworker/internal/fnmatch"
 )
 
 // ErrQueueNotFound is returned when a task is routed to a queue that is not in
@@ -116,7 +117,7 @@ func newMapRoute(v any) (mapRoute, error) {
 			m.exact[k] = route
 			return nil
 		}
-		re, err := regexp.Compile(translateGlob(k))
+		re, err := fnmatch.Compile(k)
 		if err != nil {
 			return fmt.Errorf("pattern %q: %w", k, err)
 		}
@@ -157,47 +158,6 @@ func newMapRoute(v any) (mapRoute, error) {
 	return m, nil
 }
 
-// translateGlob is Python's fnmatch.translate: * ? [seq] [!seq], anchored.
-func translateGlob(pat string) string {
-	var b strings.Builder
-	b.WriteString(`(?s)^`)
-	for i := 0; i < len(pat); i++ {
-		c := pat[i]
-		switch c {
-		case '*':
-			b.WriteString(`.*`)
-		case '?':
-			b.WriteString(`.`)
-		case '[':
-			j := i + 1
-			if j < len(pat) && pat[j] == '!' {
-				j++
-			}
-			if j < len(pat) && pat[j] == ']' {
-				j++
-			}
-			for j < len(pat) && pat[j] != ']' {
-				j++
-			}
-			if j >= len(pat) {
-				b.WriteString(`\[`)
-				continue
-			}
-			stuff := strings.ReplaceAll(pat[i+1:j], `\`, `\\`)
-			if strings.HasPrefix(stuff, "!") {
-				stuff = "^" + stuff[1:]
-			} else if strings.HasPrefix(stuff, "^") {
-				stuff = `\` + stuff
-			}
-			b.WriteString("[" + stuff + "]")
-			i = j
-		default:
-			b.WriteString(regexp.QuoteMeta(string(c)))
-		}
-	}
-	b.WriteString(`$`)
-	return b.String()
-}
 
 func (m *mapRoute) lookup(name string) (any, bool) {
 	if r, ok := m.exact[name]; ok {

@@ -4,6 +4,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/ccworker/ccworker/internal/fnmatch"
 )
 
 // matches reports whether a request addressed by destination/pattern/matcher is for node
@@ -31,55 +33,10 @@ func matches(node string, destination any, pattern, matcher string) bool {
 func matchNode(node, pattern, matcher string) bool {
 	switch matcher {
 	case "glob":
-		re, err := regexp.Compile(globToRegexp(pattern))
-		return err == nil && re.MatchString(node)
+		return fnmatch.Match(pattern, node)
 	case "pcre":
 		re, err := regexp.Compile(`^(?:` + pattern + `)`)
 		return err == nil && re.MatchString(node)
 	}
 	return false
-}
-
-// globToRegexp is Python's fnmatch.translate: * ? [seq] [!seq]; no escapes.
-func globToRegexp(pat string) string {
-	var b strings.Builder
-	b.WriteString(`(?s)^`)
-	p := []rune(pat)
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		switch c {
-		case '*':
-			b.WriteString(`.*`)
-		case '?':
-			b.WriteString(`.`)
-		case '[':
-			j := i + 1
-			if j < len(p) && p[j] == '!' {
-				j++
-			}
-			if j < len(p) && p[j] == ']' {
-				j++
-			}
-			for j < len(p) && p[j] != ']' {
-				j++
-			}
-			if j >= len(p) {
-				b.WriteString(`\[`)
-				continue
-			}
-			stuff := string(p[i+1 : j])
-			i = j
-			stuff = strings.ReplaceAll(stuff, `\`, `\\`)
-			if strings.HasPrefix(stuff, "!") {
-				stuff = "^" + stuff[1:]
-			} else if strings.HasPrefix(stuff, "^") {
-				stuff = `\` + stuff
-			}
-			b.WriteString("[" + stuff + "]")
-		default:
-			b.WriteString(regexp.QuoteMeta(string(c)))
-		}
-	}
-	b.WriteString(`$`)
-	return b.String()
 }

@@ -15,25 +15,14 @@ import (
 // maxReprLen is Celery's saferepr limit for argsrepr/kwargsrepr.
 const maxReprLen = 1024
 
-// pyRepr approximates Python's repr of args (as a tuple when tuple is set)
-// or kwargs, for the argsrepr/kwargsrepr headers, which are only shown to
-// people (logs, flower). Map keys are sorted since Go maps have no order.
+// pyRepr is Celery's saferepr of args (as a tuple when tuple is set) or kwargs, for
+// the argsrepr/kwargsrepr headers: Repr cut at 1024 characters with "...".
 func pyRepr(v any, tuple bool) string {
 	var b []byte
 	if a, ok := v.([]any); ok && tuple {
-		b = append(b, '(')
-		for i, e := range a {
-			if i > 0 {
-				b = append(b, ", "...)
-			}
-			b = appendRepr(b, e, 0)
-		}
-		if len(a) == 1 {
-			b = append(b, ',')
-		}
-		b = append(b, ')')
+		b = appendTuple(b, a, maxReprLen)
 	} else {
-		b = appendRepr(b, v, 0)
+		b = appendRepr(b, v, 0, maxReprLen)
 	}
 	if len(b) > maxReprLen {
 		cut := maxReprLen - 3
@@ -45,8 +34,40 @@ func pyRepr(v any, tuple bool) string {
 	return string(b)
 }
 
-func appendRepr(b []byte, v any, depth int) []byte {
-	if depth > 20 || len(b) > maxReprLen {
+// Repr returns Python's repr() of a decoded value (None, True, 'str', [1, 2],
+// {'k': 1}, ...), as Celery shows values in logs, events and error messages. Map keys
+// are sorted, since Go maps have no order.
+func Repr(v any) string { return string(appendRepr(nil, v, 0, math.MaxInt)) }
+
+// TupleRepr is Repr of args written as a Python tuple: (1,) or (1, 'a').
+func TupleRepr(args []any) string { return string(appendTuple(nil, args, math.MaxInt)) }
+
+// ExceptionRepr is BaseException.__repr__ of an exception of class typ with args:
+// ValueError('boom'), or KeyError('a', 1) for several.
+func ExceptionRepr(typ string, args []any) string {
+	if len(args) == 1 {
+		return typ + "(" + Repr(args[0]) + ")"
+	}
+	return typ + TupleRepr(args)
+}
+
+func appendTuple(b []byte, a []any, limit int) []byte {
+	b = append(b, '(')
+	for i, e := range a {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = appendRepr(b, e, 0, limit)
+	}
+	if len(a) == 1 {
+		b = append(b, ',')
+	}
+	return append(b, ')')
+}
+
+// appendRepr stops early past limit bytes: saferepr output is cut anyway.
+func appendRepr(b []byte, v any, depth, limit int) []byte {
+	if depth > 20 || len(b) > limit {
 		return append(b, "..."...)
 	}
 	switch x := v.(type) {
@@ -89,7 +110,7 @@ func appendRepr(b []byte, v any, depth int) []byte {
 			if i > 0 {
 				b = append(b, ", "...)
 			}
-			b = appendRepr(b, e, depth+1)
+			b = appendRepr(b, e, depth+1, limit)
 		}
 		return append(b, ']')
 	case map[string]any:
@@ -105,7 +126,7 @@ func appendRepr(b []byte, v any, depth int) []byte {
 			}
 			b = appendPyStr(b, k)
 			b = append(b, ": "...)
-			b = appendRepr(b, x[k], depth+1)
+			b = appendRepr(b, x[k], depth+1, limit)
 		}
 		return append(b, '}')
 	}

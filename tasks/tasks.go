@@ -161,14 +161,4 @@ func (r *Registry) Names() []string {
 
 // Repr is the exception as Python's repr() writes it, e.g. ValueError('boom'): the form
 // Celery's task events carry.
-func (e *Exception) Repr() string {
-	parts := make([]string, len(e.Args))
-	for i, a := range e.Args {
-		if s, ok := a.(string); ok {
-			parts[i] = "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`) + "'"
-		} else {
-			parts[i] = fmt.Sprint(a)
-		}
-	}
-	return e.Type + "(" + strings.Join(parts, ", ") + ")"
-}
+func (e *Exception) Repr() string { return protocol.ExceptionRepr(e.Type, e.Args) }
