@@ -158,7 +158,6 @@ func newMapRoute(v any) (mapRoute, error) {
 	return m, nil
 }
 
-
 func (m *mapRoute) lookup(name string) (any, bool) {
 	if r, ok := m.exact[name]; ok {
 		return r, true
