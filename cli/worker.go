@@ -57,6 +57,7 @@ type workerOptions struct {
 	drainTimeout        time.Duration
 	resultBatchSize     int
 	resultFlushInterval time.Duration
+	metrics             metricsOptions // --metrics-addr (cli/metrics.go)
 }
 
 func (o *workerOptions) bind(cmd *cobra.Command) {
@@ -90,6 +91,7 @@ func (o *workerOptions) bind(cmd *cobra.Command) {
 	// Celery spells these with one dash and aliases; accept the common ones.
 	f.BoolVar(&o.events, "events", false, "alias of -E")
 	f.BoolVar(&o.purge, "discard", false, "alias of --purge")
+	o.metrics.bind(f) // --metrics-addr (cli/metrics.go)
 }
 
 // settings is everything the worker needs, resolved from flags, env and the config file.
@@ -166,6 +168,7 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 	}
 
 	var writer *results.Writer
+	var reader canvas.ResultReader
 	if s.mongo != nil {
 		client, coll, err := connectResults(warm, *s.mongo, log)
 		if err != nil {
@@ -177,13 +180,7 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 			BatchSize: s.cfg.ResultBatchSize, FlushInterval: s.cfg.ResultFlushInterval, Logger: log.Named("results"),
 		})
 		writer.Start()
-		// Chords on the MongoDB backend poll with celery.chord_unlock, sent to the
-		// callback's queue: a worker of that queue must run it.
-		unlock := canvas.ChordUnlock(resultReader{store}, canvasPublisher{consumer}, sender, 0)
-		if err := reg.RegisterWith(canvas.ChordUnlockName, unlock, tasks.Options{IgnoreResult: true,
-			Doc: "Wait for a chord's header tasks, then send its callback with their results."}); err != nil {
-			return err
-		}
+		reader = resultReader{store}
 	}
 
 	// Per-task annotations (task_annotations) for every name this worker runs.
@@ -194,9 +191,6 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		}
 		rates[name] = s.cfg.TaskRateLimit(name)
 	}
-
-	printBanner(cmd.ErrOrStderr(), s, reg)
-	logIgnored(log, s, o)
 
 	clock := &control.Clock{}
 	revoked := control.NewRevokedFromEnv()
@@ -236,6 +230,7 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		RateLimits:      rates,
 		Revoked:         revoked,
 		Canvas:          sender,
+		QueueFor:        func(name string) prefetch.Queue { return queueFor(s.cfg, name) },
 		BrokerStats:     brokerStats(s),
 		PrefetchCount:   s.prefetch,
 		Conf:            confReport(s),
@@ -247,12 +242,32 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 	if err != nil {
 		return err
 	}
+	if reader != nil {
+		// Chords on the MongoDB backend poll with celery.chord_unlock, sent to the
+		// callback's queue: a worker of that queue must run it.
+		unlock := canvas.ChordUnlock(reader, w, sender, 0)
+		if err := reg.RegisterWith(canvas.ChordUnlockName, unlock, tasks.Options{IgnoreResult: true,
+			Doc: "Wait for a chord's header tasks, then send its callback with their results."}); err != nil {
+			return err
+		}
+	}
+	printBanner(cmd.ErrOrStderr(), s, reg)
+	logIgnored(log, s, o)
+	// --- metrics (cli/metrics.go): Prometheus /metrics, read at scrape time.
+	stopMetrics, err := o.metrics.start(w, writer, s.nodeName, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	// --- end metrics
+
 	if events != nil {
 		events.SetCounters(func() (int, int) {
 			c := w.Counters()
 			return len(w.Running()), int(c.Received.Load())
 		})
-		events.Start(warm)
+		// Not warm: heartbeats go on while the worker drains, and Stop sends worker-offline.
+		events.Start(context.WithoutCancel(warm))
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -297,18 +312,6 @@ func (r resultReader) Results(ctx context.Context, ids []string) (map[string]can
 		out[id] = canvas.Result{Status: st.Status, Result: st.Result, Traceback: st.Traceback}
 	}
 	return out, nil
-}
-
-// canvasPublisher publishes canvas messages on the consumer's connection, confirmed.
-type canvasPublisher struct{ c *prefetch.Consumer }
-
-func (p canvasPublisher) Publish(ctx context.Context, o canvas.Outgoing) error {
-	m := o.Message
-	return p.c.Publish(ctx, o.Exchange, o.RoutingKey, amqp.Publishing{
-		Headers: prefetch.Table(m.Headers), ContentType: m.ContentType, ContentEncoding: m.ContentEncoding,
-		DeliveryMode: amqp.Persistent, Priority: o.Priority, CorrelationId: m.CorrelationID,
-		ReplyTo: m.ReplyTo, Expiration: o.Expiration, Body: m.Body,
-	})
 }
 
 // brokerStats is stats()["broker"], without the password.
@@ -531,6 +534,21 @@ func queues(cfg *config.Config, include, exclude []string) ([]prefetch.Queue, er
 		return nil, errors.New("no queue left to consume (check -Q and -X)")
 	}
 	return out, nil
+}
+
+// queueFor describes a queue the worker publishes to (a callback's, a chain step's),
+// declared as Celery would: its task_queues entry, else Celery's missing queue, with
+// task_queue_max_priority.
+func queueFor(cfg *config.Config, name string) prefetch.Queue {
+	qs, err := queues(cfg, []string{name}, nil)
+	if err != nil || len(qs) == 0 {
+		maxPriority := 0
+		if cfg.TaskQueueMaxPriority != nil {
+			maxPriority = *cfg.TaskQueueMaxPriority
+		}
+		return prefetch.CeleryQueue(name, maxPriority)
+	}
+	return qs[0]
 }
 
 // amqpValue converts a config value to what py-amqp would put on the wire, so queue
