@@ -19,9 +19,23 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ccworker ./cmd/ccworker
 
-## test: start the services, then run every test with the race detector
-test: services build
-	$(GO) test -race -timeout 12m -count=1 $(PKGS)
+## test: start the services and the test Slurm cluster, then run every test with the race detector
+##   (the cluster is left running, like the services: `make slurm-stop` stops it)
+test: services slurm build
+	SLURM_CONF=$(SLURM_CONF_FILE) $(GO) test -race -timeout 12m -count=1 $(PKGS)
+
+## test-slurm: only the Slurm tests (slurmtest/: deploy/slurm/*.sbatch on a private 4-node cluster), verbose
+.PHONY: slurm slurm-stop test-slurm
+SLURM_CONF_FILE = $(shell bash -c '. scripts/slurm/env.sh && echo "$$SLURM_CONF"')
+test-slurm: services slurm
+	SLURM_CONF=$(SLURM_CONF_FILE) $(GO) test -race -v -count=1 ./slurmtest/
+
+## slurm: start (or keep) the private test Slurm cluster (scripts/slurm/start-slurm.sh; root, apt-get)
+slurm:
+	bash scripts/slurm/start-slurm.sh
+
+slurm-stop:
+	bash scripts/slurm/stop-slurm.sh
 
 ## test-unit: the tests that need no service (integration tests skip themselves)
 test-unit:

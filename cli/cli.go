@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -109,23 +110,34 @@ difference. Flags mirror 'celery worker'; settings come from celeryconfig.py.`,
 }
 
 // signalContexts returns a context cancelled by the first SIGTERM or SIGINT (warm
-// shutdown) and one cancelled by the second, or by SIGQUIT (cold shutdown).
+// shutdown) and one cancelled by a second signal, or by SIGQUIT (cold shutdown). A
+// SIGTERM repeated within dupWindow of the first is taken for a duplicate, not a second
+// request: resource managers such as Slurm may deliver the same TERM twice (to the job
+// step and, forwarded, from the batch script), and that must not cut the drain short.
 func signalContexts() (warm, cold context.Context, stop func()) {
+	const dupWindow = 2 * time.Second
 	warm, cancelWarm := context.WithCancel(context.Background())
 	cold, cancelCold := context.WithCancel(context.Background())
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	done := make(chan struct{})
 	go func() {
+		var first time.Time
 		for {
 			select {
 			case s := <-ch:
-				if s == syscall.SIGQUIT || warm.Err() != nil {
+				switch {
+				case s == syscall.SIGQUIT:
 					cancelWarm()
 					cancelCold()
-					continue
+				case warm.Err() == nil:
+					first = time.Now()
+					cancelWarm()
+				case s == syscall.SIGTERM && time.Since(first) < dupWindow:
+					// a duplicate of the first TERM
+				default:
+					cancelCold()
 				}
-				cancelWarm()
 			case <-done:
 				return
 			}

@@ -90,8 +90,9 @@ func TestWarmShutdownLosesNothing(t *testing.T) {
 	assert.Equal(t, 0, readyCount(t, s.amqpURL, s.queue), "messages left")
 }
 
-// TestSecondSignalRequeues: a second SIGTERM during the drain stops at once with a
-// non-zero code, and the running tasks' messages go back to the queue.
+// TestSecondSignalRequeues: a second signal during the drain stops at once with a
+// non-zero code, and the running tasks' messages go back to the queue. A SIGTERM repeated
+// within 2 s is a duplicate (Slurm sends those) and changes nothing.
 func TestSecondSignalRequeues(t *testing.T) {
 	const n = 4
 	s := newSetup(t)
@@ -110,7 +111,10 @@ func TestSecondSignalRequeues(t *testing.T) {
 	})
 	w.signal(t, syscall.SIGTERM)
 	time.Sleep(500 * time.Millisecond)
-	w.signal(t, syscall.SIGTERM)
+	w.signal(t, syscall.SIGTERM) // a duplicate: still draining
+	_, exited := w.wait(time.Second)
+	require.False(t, exited, "a duplicate SIGTERM must not cut the drain short; output:\n%s", w.out.String())
+	w.signal(t, syscall.SIGINT)
 	start := time.Now()
 	code, ok := w.wait(5 * time.Second)
 	require.True(t, ok, "ccworker did not exit within 5 s of the second SIGTERM; output:\n%s", w.out.String())
