@@ -266,9 +266,10 @@ var finalStates = map[string]bool{"COMPLETED": true, "FAILED": true, "CANCELLED"
 
 func jobEnded(t *testing.T, id string) bool {
 	st := states(t, id)
-	if len(st) == 0 {
-		return true
-	}
+	return len(st) == 0 || allFinal(st)
+}
+
+func allFinal(st map[string]string) bool {
 	for _, s := range st {
 		if !finalStates[s] {
 			return false
@@ -283,8 +284,10 @@ func waitEnd(t *testing.T, id string, n int, timeout time.Duration) (map[string]
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
+		// One squeue answer decides: all n elements listed, all in a final state (an
+		// empty answer is a failed squeue call here, not an ended job).
 		st := states(t, id)
-		if len(st) == n && jobEnded(t, id) {
+		if len(st) == n && allFinal(st) {
 			return st, time.Now()
 		}
 		if time.Now().After(deadline) {
