@@ -1,0 +1,62 @@
+package interop
+
+import (
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// TestAcksLateByDefaultEarlyOnRequest shows the delivery guarantee: a worker killed
+// (kill -9) while a task runs leaves the message in the queue by default (at-least-once),
+// and loses it with --early-ack (Celery's default, at-most-once).
+func TestAcksLateByDefaultEarlyOnRequest(t *testing.T) {
+	needCelery(t)
+	for _, c := range []struct {
+		name  string
+		flags []string
+		ready int
+	}{
+		{"default: at-least-once", nil, 1},
+		{"--early-ack: Celery's early ack", []string{"--early-ack"}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSetup(t)
+			w := s.start(t, c.flags...)
+			ids := s.publish(t, "ccworker.sleep", "[30]", 1)
+			w.waitLogFunc(t, "task running", 15*time.Second, func(log string) bool { return lineWith(log, "received", ids[0]) })
+			time.Sleep(300 * time.Millisecond) // running (and, with --early-ack, acked)
+			w.signal(t, syscall.SIGKILL)
+			_, ok := w.wait(5 * time.Second)
+			require.True(t, ok)
+			assert.Equal(t, c.ready, waitReady(t, s.amqpURL, s.queue, c.ready, 5*time.Second))
+		})
+	}
+}
+
+// TestTrackStarted: with task_track_started the client sees STARTED while the task runs.
+func TestTrackStarted(t *testing.T) {
+	needCelery(t)
+	s := newSetup(t)
+	f, err := os.OpenFile(s.config, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString("task_track_started = True\n")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	w := s.start(t)
+	defer w.stop(t)
+	ids := s.publish(t, "ccworker.sleep", "[2]", 1)
+	require.Eventually(t, func() bool {
+		return s.countDocs(t, bson.D{{Key: "_id", Value: ids[0]}, {Key: "status", Value: "STARTED"}}) == 1
+	}, 10*time.Second, 50*time.Millisecond, "STARTED stored while running")
+	raw, err := s.findRaw(t, ids[0])
+	require.NoError(t, err)
+	assert.Contains(t, raw.Lookup("result").StringValue(), `"hostname"`)
+	require.Eventually(t, func() bool {
+		return s.countDocs(t, bson.D{{Key: "_id", Value: ids[0]}, {Key: "status", Value: "SUCCESS"}}) == 1
+	}, 10*time.Second, 50*time.Millisecond, "then SUCCESS, never STARTED again")
+}
