@@ -126,6 +126,9 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 			return usageError{fmt.Errorf("registering tasks: %w", err)}
 		}
 	}
+	if err := registerCommands(reg, s.cfg, log); err != nil {
+		return usageError{err}
+	}
 	for _, name := range sortedKeys(s.cfg.TaskAliases) {
 		if err := reg.Alias(name, s.cfg.TaskAliases[name]); err != nil {
 			return usageError{fmt.Errorf("ccworker_task_aliases: %w", err)}

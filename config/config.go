@@ -72,6 +72,9 @@ type Config struct {
 	// WorkerDisableRateLimits turns every rate limit off.
 	WorkerDisableRateLimits bool
 
+	// Commands are the command tasks of ccworker_commands, by task name.
+	Commands map[string]CommandSpec
+
 	// TaskAliases maps Celery task names to ccworker handler names
 	// (ccworker_task_aliases).
 	TaskAliases map[string]string
@@ -616,6 +619,7 @@ func build(file string, raw map[string]any, rawPos map[string]pos, env func(stri
 		c.TaskDefaultRateLimit = rate
 	}
 	r.boolean("worker_disable_rate_limits", &c.WorkerDisableRateLimits)
+	r.commands(CommandsKey, &c.Commands)
 
 	if v, ok := r.get("ccworker_task_aliases"); ok {
 		switch v := v.(type) {
