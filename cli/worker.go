@@ -58,6 +58,7 @@ type workerOptions struct {
 	resultBatchSize     int
 	resultFlushInterval time.Duration
 	metrics             metricsOptions // --metrics-addr (cli/metrics.go)
+	python              pythonOptions  // --python, -I, --max-tasks-per-child, ... (cli/python_tasks.go)
 }
 
 func (o *workerOptions) bind(cmd *cobra.Command) {
@@ -92,6 +93,7 @@ func (o *workerOptions) bind(cmd *cobra.Command) {
 	f.BoolVar(&o.events, "events", false, "alias of -E")
 	f.BoolVar(&o.purge, "discard", false, "alias of --purge")
 	o.metrics.bind(f) // --metrics-addr (cli/metrics.go)
+	o.python.bind(f)  // Python task libraries (cli/python_tasks.go)
 }
 
 // settings is everything the worker needs, resolved from flags, env and the config file.
@@ -133,6 +135,19 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		if err := reg.Alias(name, s.cfg.TaskAliases[name]); err != nil {
 			return usageError{fmt.Errorf("ccworker_task_aliases: %w", err)}
 		}
+	}
+	pyPool, err := startPythonPool(cmd.Context(), s.cfg, &o.python, o.pool, s.concurrency, o.loglevel, reg, log)
+	if err != nil {
+		return usageError{err}
+	}
+	if pyPool != nil {
+		defer func() { // after the worker has stopped
+			ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+			defer cancel()
+			if err := pyPool.Close(ctx); err != nil {
+				log.Warn("python children killed at shutdown", zap.Error(err))
+			}
+		}()
 	}
 	accept, err := protocol.NewAccept(s.cfg.AcceptContent)
 	if err != nil {
@@ -223,20 +238,21 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		IgnoreResult: s.cfg.TaskIgnoreResult, StoreErrorsEvenIfIgnored: s.cfg.TaskStoreErrorsEvenIfIgnored,
 		LogTasks: o.logTasks, DrainTimeout: o.drainTimeout,
 		// ccworker acks late by default; Celery's early ack only when asked for explicitly.
-		EarlyAck:        o.earlyAck || (s.cfg.TaskAcksLate != nil && !*s.cfg.TaskAcksLate),
-		RejectOnFailure: !s.cfg.TaskAcksOnFailureOrTimeout,
-		TrackStarted:    s.cfg.TaskTrackStarted,
-		ETAHold:         o.etaHold,
-		MaxIdle:         o.maxIdle,
-		MaxTasks:        o.maxTasks,
-		TaskLimits:      limits,
-		RateLimits:      rates,
-		Revoked:         revoked,
-		Canvas:          sender,
-		QueueFor:        func(name string) prefetch.Queue { return queueFor(s.cfg, name) },
-		BrokerStats:     brokerStats(s),
-		PrefetchCount:   s.prefetch,
-		Conf:            confReport(s),
+		EarlyAck:           o.earlyAck || (s.cfg.TaskAcksLate != nil && !*s.cfg.TaskAcksLate),
+		RejectOnFailure:    !s.cfg.TaskAcksOnFailureOrTimeout,
+		TrackStarted:       s.cfg.TaskTrackStarted,
+		RejectOnWorkerLost: s.cfg.TaskRejectOnWorkerLost != nil && *s.cfg.TaskRejectOnWorkerLost,
+		ETAHold:            o.etaHold,
+		MaxIdle:            o.maxIdle,
+		MaxTasks:           o.maxTasks,
+		TaskLimits:         limits,
+		RateLimits:         rates,
+		Revoked:            revoked,
+		Canvas:             sender,
+		QueueFor:           func(name string) prefetch.Queue { return queueFor(s.cfg, name) },
+		BrokerStats:        brokerStats(s),
+		PrefetchCount:      s.prefetch,
+		Conf:               confReport(s),
 	}
 	if events != nil {
 		wcfg.Events = events
@@ -648,10 +664,6 @@ func logIgnored(log *zap.Logger, s *settings, o *workerOptions) {
 	}
 	if s.mongo != nil && len(s.mongo.Dropped) > 0 {
 		log.Warn("result backend options not passed to the MongoDB driver", zap.Strings("options", s.mongo.Dropped))
-	}
-	if len(s.cfg.Imports)+len(s.cfg.Include) > 0 {
-		log.Warn("imports/include name Python modules; this version runs only built-in and aliased tasks",
-			zap.Strings("modules", append(append([]string{}, s.cfg.Imports...), s.cfg.Include...)))
 	}
 	if o.withoutGossip || o.withoutMingle {
 		log.Debug("--without-gossip and --without-mingle accepted: ccworker never gossips, and only answers other workers' hello")

@@ -67,6 +67,10 @@ func (e *Exception) Info() protocol.ExceptionInfo {
 	return protocol.ExceptionInfo{Type: e.Type, Module: e.Module, Args: e.Args}
 }
 
+// ErrWorkerLost matches the error of a task whose process died under it (a Python child
+// killed mid-task): FAILURE WorkerLostError, or a requeue with task_reject_on_worker_lost.
+var ErrWorkerLost = errors.New("tasks: the process running the task died")
+
 // ErrDuplicate is returned when a name is registered twice.
 var ErrDuplicate = errors.New("tasks: name already registered")
 

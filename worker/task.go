@@ -215,6 +215,13 @@ func (t *task) finish(o pool.Outcome) {
 		t.retry(o, r)
 	case errors.As(o.Err, &chordErr):
 		t.chordFailed(o, chordErr)
+	case errors.Is(o.Err, tasks.ErrWorkerLost) && t.w.cfg.RejectOnWorkerLost:
+		t.w.log.Warn("the process running the task died; requeued (task_reject_on_worker_lost)",
+			zap.String("task_id", t.req.ID), zap.Error(o.Err))
+		if ev := t.w.cfg.Events; ev != nil {
+			ev.TaskRejected(t.req.ID, true)
+		}
+		t.reject(true)
 	default:
 		t.failed(o, exceptionOf(o.Err))
 	}

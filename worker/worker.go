@@ -84,6 +84,9 @@ type Config struct {
 	// RejectOnFailure rejects (without requeue) a failed or timed-out task's message
 	// instead of acking it: task_acks_on_failure_or_timeout = False.
 	RejectOnFailure bool
+	// RejectOnWorkerLost requeues a task whose process died under it instead of storing
+	// FAILURE WorkerLostError (task_reject_on_worker_lost).
+	RejectOnWorkerLost bool
 	// TrackStarted stores STARTED before a task runs (task_track_started).
 	TrackStarted bool
 	// ETAHold is how far ahead of its ETA a task is held in memory (unacked);

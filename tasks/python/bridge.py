@@ -1,0 +1,201 @@
+# ccworker's Python bridge: one persistent child of ccworker's Python task pool.
+#
+# Run as `<interpreter> -u -c <this source> MODULE...` with two extra pipes: fd 3 carries
+# requests from ccworker, fd 4 carries replies, one JSON object per line each. The task's
+# own stdout and stderr stay free for prints and logging (ccworker forwards them to its
+# log), so nothing a task writes can corrupt the protocol.
+#
+#   start:   -> {"ready": true, "pid": P, "tasks": [{"name", "doc", "ignore_result"}, ...]}
+#            or {"ready": false, "error": "<traceback>"} when an import fails
+#   request: <- {"id", "task", "args", "kwargs", "retries", "eta", "expires", "root_id",
+#                "parent_id", "group", "group_index", "hostname", "delivery_info",
+#                "reply_to", "correlation_id", "origin", "timelimit", "ignore_result"}
+#   reply:   -> {"id", "rss", "ok": <result, kombu JSON>}
+#            |  {"id", "rss", "retry": {"countdown"|"eta", "exc": {...}|null}, "traceback"}
+#            |  {"id", "rss", "error": {"exc_type", "exc_message", "exc_module"}, "traceback"}
+#
+# rss is ru_maxrss in KiB (what Celery's --max-memory-per-child compares). SIGUSR1 raises
+# billiard's SoftTimeLimitExceeded inside the running task, as Celery's prefork pool does.
+import json
+import logging
+import os
+import resource
+import signal
+import sys
+import traceback
+
+
+def main():
+    modules = sys.argv[1:]
+    requests = os.fdopen(3, 'r', encoding='utf-8')
+    replies = os.fdopen(4, 'w', encoding='utf-8')
+
+    def send(obj):
+        replies.write(json.dumps(obj) + '\n')
+        replies.flush()
+
+    try:
+        app, tasks = load(modules)
+    except BaseException:
+        send({'ready': False, 'error': traceback.format_exc()})
+        return 1
+
+    from billiard.einfo import ExceptionInfo
+    from billiard.exceptions import SoftTimeLimitExceeded
+    from celery.app.task import Context
+    from celery.exceptions import Retry
+    from celery.utils.serialization import ensure_serializable
+    from celery._state import _task_stack
+    from celery.app.trace import task_has_custom
+    from kombu.utils.json import dumps
+
+    running = [False]
+
+    def on_soft_limit(signum, frame):
+        if running[0]:
+            running[0] = False
+            raise SoftTimeLimitExceeded()
+
+    signal.signal(signal.SIGUSR1, on_soft_limit)
+    # A warm shutdown of ccworker must not interrupt a task: ccworker stops the children
+    # itself once the worker has drained.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def exception(exc):
+        # Backend.prepare_exception for the json serializer, as Celery stores it.
+        exctype = type(exc)
+        return {'exc_type': getattr(exctype, '__qualname__', exctype.__name__),
+                'exc_message': ensure_serializable(exc.args, dumps),
+                'exc_module': exctype.__module__}
+
+    send({'ready': True, 'pid': os.getpid(), 'tasks': [
+        {'name': name, 'doc': task.__doc__ or '', 'ignore_result': bool(task.ignore_result)}
+        for name, task in sorted(tasks.items())]})
+
+    for line in requests:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        head = '{"id": %s, ' % json.dumps(req.get('id'))
+        try:
+            out = run(req, app, tasks, Context, _task_stack, task_has_custom, running)
+        except Retry as r:
+            running[0] = False
+            einfo = ExceptionInfo()
+            retry = {'exc': exception(r.exc) if isinstance(r.exc, BaseException) else None}
+            when = r.when
+            if hasattr(when, 'isoformat'):
+                retry['eta'] = when.isoformat()
+            elif when is not None:
+                retry['countdown'] = float(when)
+            body = {'retry': retry, 'traceback': einfo.traceback}
+        except BaseException as exc:
+            running[0] = False
+            einfo = ExceptionInfo()
+            body = {'error': exception(exc), 'traceback': einfo.traceback}
+        else:
+            try:
+                payload = dumps(out)
+            except Exception as exc:  # noqa: BLE001 - reported to the client, as Celery does
+                body = {'error': {'exc_type': 'EncodeError', 'exc_module': 'kombu.exceptions',
+                                  'exc_message': [str(exc)]}, 'traceback': traceback.format_exc()}
+            else:
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                replies.write(head + '"rss": %d, "ok": %s}\n' % (rss, payload))
+                replies.flush()
+                continue
+        body['rss'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        replies.write(head + json.dumps(body)[1:] + '\n')
+        replies.flush()
+    return 0
+
+
+def run(req, app, tasks, Context, task_stack, task_has_custom, running):
+    task = tasks[req['task']]
+    args, kwargs = req.get('args') or [], req.get('kwargs') or {}
+    hard, soft = (req.get('timelimit') or [None, None])
+    task.push_request(
+        id=req.get('id'), task=task.name, args=args, kwargs=kwargs,
+        retries=req.get('retries') or 0, eta=req.get('eta'), expires=req.get('expires'),
+        root_id=req.get('root_id'), parent_id=req.get('parent_id'), group=req.get('group'),
+        group_index=req.get('group_index'), hostname=req.get('hostname'),
+        delivery_info=req.get('delivery_info') or {}, reply_to=req.get('reply_to'),
+        correlation_id=req.get('correlation_id') or req.get('id'), origin=req.get('origin'),
+        timelimit=(hard, soft), ignore_result=req.get('ignore_result', False),
+        # Eager: self.retry() raises Retry instead of publishing; ccworker re-sends it.
+        is_eager=True, called_directly=False, headers=None,
+    )
+    task_stack.push(task)
+    try:
+        # As celery.app.trace: the task's own __call__ if it has one, else run (which
+        # carries bind=True and the autoretry_for wrapper).
+        fun = task if task_has_custom(task, '__call__') else task.run
+        running[0] = True
+        try:
+            return fun(*args, **kwargs)
+        finally:
+            running[0] = False
+    finally:
+        task_stack.pop()
+        task.pop_request()
+
+
+def load(modules):
+    import multiprocessing
+    from celery import Celery, current_app
+    from celery.app.log import TaskFormatter
+    from celery.utils.log import get_logger
+
+    multiprocessing.current_process().name = 'ForkPoolWorker-%d' % os.getpid()
+    if '' not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+    # Build the app `celery worker` would have: ./celeryconfig.py (on the path) read when
+    # it exists. A module imported below may create (and make current) an app of its own.
+    app = Celery('ccworker', set_as_current=True)
+    import importlib.util
+    try:
+        if importlib.util.find_spec('celeryconfig') is not None:
+            app.config_from_object('celeryconfig')
+    except ImportError:
+        pass
+    import importlib
+    for name in modules:
+        importlib.import_module(name)
+    # A module may have created (and made current) an app of its own; shared tasks bind
+    # to whichever app is current, and every app's registry is searched below.
+    app = current_app._get_current_object()
+    app.loader.import_default_modules()
+    app.finalize(auto=True)
+
+    level = getattr(logging, os.environ.get('CCWORKER_PYTHON_LOGLEVEL', 'WARNING').upper(), logging.WARNING)
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(app.conf.worker_log_format))
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    task_logger = get_logger('celery.task')
+    task_handler = logging.StreamHandler(sys.stderr)
+    task_handler.setFormatter(TaskFormatter(app.conf.worker_task_log_format))
+    task_logger.handlers[:] = [task_handler]
+    task_logger.propagate = False
+    task_logger.setLevel(level)
+
+    tasks = {}
+    from celery._state import _apps
+    apps = [app] + [a for a in list(_apps) if a is not app]
+    for a in apps:
+        try:
+            a.finalize(auto=True)
+        except Exception:  # noqa: BLE001 - a half-configured app has no tasks to offer
+            continue
+        for name, task in a.tasks.items():
+            if name.startswith('celery.') or name in tasks:
+                continue
+            tasks[name] = task
+    return app, tasks
+
+
+if __name__ == '__main__':
+    sys.exit(main())

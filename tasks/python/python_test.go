@@ -1,0 +1,314 @@
+package python
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/ccworker/ccworker/pool"
+	"github.com/ccworker/ccworker/protocol"
+	"github.com/ccworker/ccworker/tasks"
+)
+
+// interpreter is Debian's Python, the one with Celery.
+const interpreter = "/usr/bin/python3"
+
+func newPool(t *testing.T, mod func(*Config)) (*Pool, *observer.ObservedLogs) {
+	t.Helper()
+	if err := exec.Command(interpreter, "-c", "import celery").Run(); err != nil {
+		t.Skipf("%s cannot import celery: %v", interpreter, err)
+	}
+	lib, err := filepath.Abs("testdata/pylib")
+	require.NoError(t, err)
+	core, logs := observer.New(zap.DebugLevel)
+	cfg := Config{
+		Interpreter: interpreter, Imports: []string{"mylib.tasks"}, Dir: t.TempDir(),
+		Env: []string{"PYTHONPATH=" + lib}, Processes: 1, LogLevel: "INFO", Logger: zap.New(core),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := NewPool(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		assert.NoError(t, p.Close(ctx))
+	})
+	return p, logs
+}
+
+func call(id string, args ...any) *tasks.Call {
+	return &tasks.Call{Args: args, Request: &protocol.Request{ID: id}, Hostname: "celery@test"}
+}
+
+func run(t *testing.T, p *Pool, name string, c *tasks.Call) (any, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return p.Handler(name)(ctx, c)
+}
+
+func decode(t *testing.T, v any) any {
+	t.Helper()
+	raw, ok := v.(json.RawMessage)
+	require.True(t, ok, "result %T %v", v, v)
+	var out any
+	require.NoError(t, json.Unmarshal(raw, &out))
+	return out
+}
+
+func TestTasksDiscovered(t *testing.T) {
+	p, _ := newPool(t, nil)
+	byName := map[string]TaskInfo{}
+	for _, ti := range p.Tasks() {
+		byName[ti.Name] = ti
+		assert.False(t, strings.HasPrefix(ti.Name, "celery."), ti.Name)
+	}
+	require.Contains(t, byName, "mylib.tasks.add")
+	assert.Equal(t, "Add two numbers.", byName["mylib.tasks.add"].Doc)
+	assert.True(t, byName["mylib.tasks.quiet"].IgnoreResult)
+}
+
+func TestAddAndRequest(t *testing.T) {
+	p, _ := newPool(t, nil)
+	v, err := run(t, p, "mylib.tasks.add", call("id-1", 2, 3))
+	require.NoError(t, err)
+	assert.Equal(t, 5.0, decode(t, v))
+
+	c := &tasks.Call{Args: []any{1, "x"}, Kwargs: map[string]any{"k": "v"},
+		Request: &protocol.Request{ID: "id-2", Retries: 4}, Hostname: "celery@test"}
+	v, err = run(t, p, "mylib.tasks.request_info", c)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"id": "id-2", "retries": 4.0, "args": []any{1.0, "x"},
+		"kwargs": map[string]any{"k": "v"}, "hostname": "celery@test"}, decode(t, v))
+
+	v, err = run(t, p, "mylib.tasks.quiet", call("id-3"))
+	require.NoError(t, err)
+	assert.Nil(t, v)
+}
+
+func TestException(t *testing.T) {
+	p, _ := newPool(t, nil)
+	_, err := run(t, p, "mylib.tasks.fail", call("id-1"))
+	var exc *tasks.Exception
+	require.ErrorAs(t, err, &exc)
+	assert.Equal(t, "builtins", exc.Module)
+	assert.Equal(t, "ValueError", exc.Type)
+	assert.Equal(t, []any{"bad"}, exc.Args)
+	assert.True(t, strings.HasPrefix(exc.Traceback, "Traceback (most recent call last):"), exc.Traceback)
+	assert.Contains(t, exc.Traceback, "raise ValueError('bad')")
+	assert.True(t, strings.HasSuffix(exc.Traceback, "ValueError: bad\n"), exc.Traceback)
+}
+
+func TestRetry(t *testing.T) {
+	p, _ := newPool(t, nil)
+	for retries := range 2 {
+		c := call("id-r")
+		c.Request.Retries = retries
+		_, err := run(t, p, "mylib.tasks.retrying", c)
+		var r *tasks.Retry
+		require.ErrorAs(t, err, &r)
+		assert.Equal(t, 100*time.Millisecond, r.Countdown)
+		assert.Equal(t, -1, r.MaxRetries)
+		assert.Nil(t, r.Exc)
+	}
+	c := call("id-r")
+	c.Request.Retries = 2
+	v, err := run(t, p, "mylib.tasks.retrying", c)
+	require.NoError(t, err)
+	assert.Equal(t, 2.0, decode(t, v))
+}
+
+func TestAutoretry(t *testing.T) {
+	p, _ := newPool(t, nil)
+	for retries := range 3 {
+		c := call("id-a", "k")
+		c.Request.Retries = retries
+		_, err := run(t, p, "mylib.tasks.autoretrying", c)
+		if retries < 2 {
+			var r *tasks.Retry
+			require.ErrorAs(t, err, &r, "retries %d", retries)
+			require.NotNil(t, r.Exc)
+			assert.Equal(t, "KeyError", r.Exc.Type)
+			assert.Equal(t, []any{"k"}, r.Exc.Args)
+			assert.Equal(t, 100*time.Millisecond, r.Countdown)
+			continue
+		}
+		// max_retries=2 used up: the original exception.
+		var exc *tasks.Exception
+		require.ErrorAs(t, err, &exc)
+		assert.Equal(t, "KeyError", exc.Type)
+		assert.Equal(t, "builtins", exc.Module)
+	}
+}
+
+func TestSoftTimeLimit(t *testing.T) {
+	p, _ := newPool(t, nil)
+	ctx, cancel := context.WithTimeoutCause(context.Background(), 300*time.Millisecond, pool.ErrSoftTimeLimitExceeded)
+	defer cancel()
+	start := time.Now()
+	_, err := p.Handler("mylib.tasks.slow")(ctx, call("id-s", 10))
+	assert.Less(t, time.Since(start), 5*time.Second)
+	var exc *tasks.Exception
+	require.ErrorAs(t, err, &exc)
+	assert.Equal(t, "billiard.exceptions", exc.Module)
+	assert.Equal(t, "SoftTimeLimitExceeded", exc.Type)
+	assert.Equal(t, []any{}, exc.Args)
+	// The same child goes on.
+	v, err := run(t, p, "mylib.tasks.add", call("id-2", 1, 1))
+	require.NoError(t, err)
+	assert.Equal(t, 2.0, decode(t, v))
+}
+
+func TestHardLimitAfterSoft(t *testing.T) {
+	p, _ := newPool(t, func(c *Config) {
+		c.HardLimit = func(string) time.Duration { return 500 * time.Millisecond }
+	})
+	before := pidOf(t, p)
+	// The task ignores SIGUSR1 for 10 s: a soft limit it "catches".
+	ctx, cancel := context.WithTimeoutCause(context.Background(), 100*time.Millisecond, pool.ErrSoftTimeLimitExceeded)
+	defer cancel()
+	c := call("id-h", "import signal, time; signal.signal(signal.SIGUSR1, signal.SIG_IGN); time.sleep(10)")
+	_, err := p.Handler("mylib.tasks.execute")(ctx, c)
+	require.ErrorIs(t, err, pool.ErrTimeLimitExceeded)
+	assert.NotEqual(t, before, pidOf(t, p))
+}
+
+func TestOutputForwarded(t *testing.T) {
+	p, logs := newPool(t, nil)
+	v, err := run(t, p, "mylib.tasks.chatty", call("id-c", "hello"))
+	require.NoError(t, err)
+	assert.Equal(t, "id-c", decode(t, v))
+	require.Eventually(t, func() bool {
+		return logs.FilterMessageSnippet("printed: hello").Len() == 1 &&
+			logs.FilterMessageSnippet("mylib.tasks.chatty[id-c]: logged: hello").Len() == 1
+	}, 5*time.Second, 10*time.Millisecond, "logs: %v", logs.All())
+	e := logs.FilterMessageSnippet("printed: hello").All()[0]
+	assert.Equal(t, zap.WarnLevel, e.Level)
+	assert.Equal(t, int64(p.pidsForTest()[0]), e.ContextMap()["pid"])
+}
+
+func TestWorkerLost(t *testing.T) {
+	p, _ := newPool(t, nil)
+	before := pidOf(t, p)
+	_, err := run(t, p, "mylib.tasks.crash", call("id-x"))
+	var lost *WorkerLostError
+	require.ErrorAs(t, err, &lost)
+	assert.Equal(t, "exitcode 1", lost.Status)
+	assert.Regexp(t, `^Worker exited prematurely: exitcode 1 Job: \d+\.$`, lost.Error())
+	var exc *tasks.Exception
+	require.ErrorAs(t, err, &exc)
+	assert.Equal(t, "billiard.exceptions", exc.Module)
+	assert.Equal(t, "WorkerLostError", exc.Type)
+	// A fresh child takes over.
+	assert.NotEqual(t, before, pidOf(t, p))
+}
+
+func TestKilledChild(t *testing.T) {
+	p, _ := newPool(t, nil)
+	done := make(chan error, 1)
+	go func() {
+		_, err := run(t, p, "mylib.tasks.slow", call("id-k", 30))
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return len(p.busyForTest()) == 1 }, 5*time.Second, 10*time.Millisecond)
+	pid := p.busyForTest()[0]
+	time.Sleep(200 * time.Millisecond)
+	require.NoError(t, syscallKill(pid))
+	err := <-done
+	var lost *WorkerLostError
+	require.ErrorAs(t, err, &lost)
+	assert.Equal(t, "Worker exited prematurely: signal 9 (SIGKILL) Job: 1.", lost.Error())
+}
+
+func TestMaxTasksPerChild(t *testing.T) {
+	p, _ := newPool(t, func(c *Config) { c.MaxTasksPerChild = 2 })
+	a, b, c := pidOf(t, p), pidOf(t, p), pidOf(t, p)
+	assert.Equal(t, a, b)
+	assert.NotEqual(t, b, c)
+}
+
+func TestMaxMemoryPerChild(t *testing.T) {
+	p, _ := newPool(t, func(c *Config) { c.MaxMemoryPerChild = 200 * 1024 })
+	first := pidOf(t, p)
+	v, err := run(t, p, "mylib.tasks.grow", call("id-g", 300*1024))
+	require.NoError(t, err)
+	assert.Equal(t, float64(first), decode(t, v))
+	assert.NotEqual(t, first, pidOf(t, p))
+}
+
+func TestCancelKillsChild(t *testing.T) {
+	p, _ := newPool(t, nil)
+	before := pidOf(t, p)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	errTerminated := errors.New("terminated")
+	time.AfterFunc(200*time.Millisecond, func() { cancel(errTerminated) })
+	start := time.Now()
+	_, err := p.Handler("mylib.tasks.slow")(ctx, call("id-t", 30))
+	require.ErrorIs(t, err, errTerminated)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.False(t, processExists(before), "child %d still alive", before)
+	assert.NotEqual(t, before, pidOf(t, p))
+}
+
+func TestWaitForChildHonoursContext(t *testing.T) {
+	p, _ := newPool(t, nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = run(t, p, "mylib.tasks.slow", call("id-1", 1))
+	}()
+	require.Eventually(t, func() bool { return len(p.busyForTest()) == 1 }, 5*time.Second, 10*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := p.Handler("mylib.tasks.add")(ctx, call("id-2", 1, 2))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	<-done
+}
+
+func TestImportError(t *testing.T) {
+	if err := exec.Command(interpreter, "-c", "import celery").Run(); err != nil {
+		t.Skipf("%s cannot import celery: %v", interpreter, err)
+	}
+	_, err := NewPool(context.Background(), Config{Interpreter: interpreter, Imports: []string{"no_such_module_xyz"},
+		Dir: t.TempDir(), Processes: 2})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "No module named 'no_such_module_xyz'")
+
+	_, err = NewPool(context.Background(), Config{Interpreter: filepath.Join(t.TempDir(), "nope"), Processes: 1})
+	require.ErrorIs(t, err, os.ErrNotExist)
+}
+
+func TestCeleryConfigApp(t *testing.T) {
+	// A celeryconfig.py in the working directory is read, and its imports are imported.
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "celeryconfig.py"),
+		[]byte("imports = ('mylib.tasks',)\ntask_default_queue = 'elsewhere'\n"), 0o600))
+	p, _ := newPool(t, func(c *Config) { c.Dir, c.Imports = dir, nil })
+	var names []string
+	for _, ti := range p.Tasks() {
+		names = append(names, ti.Name)
+	}
+	assert.Contains(t, names, "mylib.tasks.add")
+}
+
+func pidOf(t *testing.T, p *Pool) int {
+	t.Helper()
+	v, err := run(t, p, "mylib.tasks.pid", call("id-pid"))
+	require.NoError(t, err)
+	return int(decode(t, v).(float64))
+}

@@ -1,0 +1,82 @@
+"""Test tasks written the way cybercomq task libraries are."""
+import os
+import time
+
+from celery import shared_task
+from celery.utils.log import get_task_logger
+
+logger = get_task_logger(__name__)
+
+
+@shared_task
+def add(x, y):
+    """Add two numbers."""
+    return x + y
+
+
+@shared_task
+def fail():
+    raise ValueError('bad')
+
+
+@shared_task(bind=True)
+def retrying(self):
+    """Retry twice, then return how many retries it took."""
+    if self.request.retries < 2:
+        raise self.retry(countdown=0.1)
+    return self.request.retries
+
+
+_attempts = {}
+
+
+@shared_task(bind=True, autoretry_for=(KeyError,), max_retries=2, default_retry_delay=0.1)
+def autoretrying(self, key):
+    raise KeyError(key)
+
+
+@shared_task
+def slow(seconds):
+    time.sleep(seconds)
+    return 'finished'
+
+
+@shared_task(bind=True)
+def chatty(self, text):
+    print('printed:', text)
+    logger.warning('logged: %s', text)
+    return self.request.id
+
+
+@shared_task
+def crash():
+    os._exit(1)
+
+
+@shared_task
+def pid():
+    return os.getpid()
+
+
+@shared_task(bind=True)
+def request_info(self, *args, **kwargs):
+    return {'id': self.request.id, 'retries': self.request.retries,
+            'args': list(self.request.args), 'kwargs': self.request.kwargs,
+            'hostname': self.request.hostname}
+
+
+@shared_task(ignore_result=True)
+def quiet():
+    pass
+
+
+@shared_task
+def grow(kib):
+    """Hold on to kib KiB for the life of the process."""
+    _attempts.setdefault('ballast', []).append(b'\x01' * (kib * 1024))
+    return os.getpid()
+
+
+@shared_task
+def execute(source):
+    exec(source)
