@@ -88,7 +88,7 @@ func (o *workerOptions) bind(cmd *cobra.Command) {
 	f.DurationVar(&o.etaHold, "eta-hold", 10*time.Second, "tasks due within this are held in memory; later ones wait in broker-side delay queues")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long a warm shutdown waits for running tasks")
 	f.IntVar(&o.resultBatchSize, "result-batch-size", 0, "results written per batch (default: ccworker_result_batch_size, 256)")
-	f.DurationVar(&o.resultFlushInterval, "result-flush-interval", 0, "longest wait before a partial batch is written (default: ccworker_result_flush_interval, 50ms)")
+	f.DurationVar(&o.resultFlushInterval, "result-flush-interval", 0, "longest wait before a partial batch is written (default: ccworker_result_flush_interval, 5ms)")
 	// Celery spells these with one dash and aliases; accept the common ones.
 	f.BoolVar(&o.events, "events", false, "alias of -E")
 	f.BoolVar(&o.purge, "discard", false, "alias of --purge")

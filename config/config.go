@@ -117,7 +117,7 @@ func Default() *Config {
 		WorkerEnableRemoteControl:  true,
 		EnableUTC:                  true,
 		ResultBatchSize:            256,
-		ResultFlushInterval:        50 * time.Millisecond,
+		ResultFlushInterval:        5 * time.Millisecond,
 	}
 }
 

@@ -33,7 +33,7 @@ func TestLoadDefaults(t *testing.T) {
 	assert.True(t, c.WorkerEnableRemoteControl)
 	assert.Equal(t, 24*time.Hour, c.ResultExpires)
 	assert.Equal(t, 256, c.ResultBatchSize)
-	assert.Equal(t, 50*time.Millisecond, c.ResultFlushInterval)
+	assert.Equal(t, 5*time.Millisecond, c.ResultFlushInterval)
 	assert.Empty(t, c.ResultBackend)
 	assert.Nil(t, c.Ignored)
 

@@ -32,7 +32,7 @@ type Store interface {
 // Config tunes a Writer. The zero value gets the defaults noted.
 type Config struct {
 	BatchSize     int           // flush when this many records wait (default 256)
-	FlushInterval time.Duration // or when the oldest has waited this long (default 50ms)
+	FlushInterval time.Duration // or when the oldest has waited this long (default 5ms)
 	// MaxReplaceBatch caps the statements of one replace command (default 40): FerretDB
 	// hangs on an update command with 50 or more statements that match documents.
 	MaxReplaceBatch int
@@ -46,7 +46,7 @@ func (c *Config) setDefaults() {
 		c.BatchSize = 256
 	}
 	if c.FlushInterval <= 0 {
-		c.FlushInterval = 50 * time.Millisecond
+		c.FlushInterval = 5 * time.Millisecond
 	}
 	if c.MaxReplaceBatch <= 0 || c.MaxReplaceBatch > 49 {
 		c.MaxReplaceBatch = 40
