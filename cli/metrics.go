@@ -22,7 +22,7 @@ func (m *metricsOptions) bind(f *pflag.FlagSet) {
 
 // start serves /metrics for w (and writer, which may be nil) when --metrics-addr is set;
 // the returned stop shuts the server down. A bad address is a usage error.
-func (m *metricsOptions) start(w *worker.Worker, writer *results.Writer, node string, log *zap.Logger) (stop func(), err error) {
+func (m *metricsOptions) start(w *worker.Worker, writer *results.Writer, broker metrics.Broker, node string, log *zap.Logger) (stop func(), err error) {
 	if m.addr == "" {
 		return func() {}, nil
 	}
@@ -30,7 +30,7 @@ func (m *metricsOptions) start(w *worker.Worker, writer *results.Writer, node st
 	if writer != nil {
 		rs = writer
 	}
-	reg, err := metrics.NewRegistry(metrics.NewCollector(w, rs, node, version))
+	reg, err := metrics.NewRegistry(metrics.NewCollector(w, rs, broker, node, version))
 	if err != nil {
 		return nil, err
 	}

@@ -273,7 +273,7 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 	printBanner(cmd.ErrOrStderr(), s, reg)
 	logIgnored(log, s, o)
 	// --- metrics (cli/metrics.go): Prometheus /metrics, read at scrape time.
-	stopMetrics, err := o.metrics.start(w, writer, s.nodeName, log)
+	stopMetrics, err := o.metrics.start(w, writer, consumer, s.nodeName, log)
 	if err != nil {
 		return err
 	}

@@ -1,17 +1,20 @@
 // Package metrics exposes a worker's counters to Prometheus (`ccworker --metrics-addr`).
 //
-// It is a pull model: the Collector reads the worker's atomic counters, its per-task
-// totals and the result writer's stats only when /metrics is scraped, so running a task
-// costs nothing extra. Families:
+// It is a pull model: the Collector reads the worker's atomic counters and histograms,
+// the result writer's stats and the broker's reconnect counts only when /metrics is
+// scraped, so a task pays only a few atomic adds. Families:
 //
-//	ccworker_tasks_total{state="received|succeeded|failed|retried|revoked|rejected"}  counter
-//	ccworker_tasks_received_by_name_total{task="..."}                                 counter
-//	ccworker_tasks_running                                                            gauge
-//	ccworker_pool_capacity                                                            gauge
+//	ccworker_tasks_total{task, state="received|succeeded|failed|retried|revoked|rejected"}  counter
+//	ccworker_task_runtime_seconds                                   histogram
+//	ccworker_ack_latency_seconds (receipt -> ack)                   histogram
+//	ccworker_tasks_running, ccworker_tasks_prefetched,
+//	ccworker_eta_held, ccworker_pool_capacity                       gauges
 //	ccworker_result_batches_total, ccworker_result_documents_total,
-//	ccworker_result_replaced_total                                                    counters
-//	ccworker_result_last_flush_seconds, ccworker_result_queued                        gauges
-//	ccworker_info{node, version}                                                      gauge (1)
+//	ccworker_result_replaced_total, ccworker_result_write_failures_total  counters
+//	ccworker_result_last_batch_size, ccworker_result_last_flush_seconds,
+//	ccworker_result_queued                                          gauges
+//	ccworker_broker_reconnects_total{cause="connection|channel"}    counter
+//	ccworker_info{node, version}                                    gauge (1)
 //
 // plus the Go runtime (go_*) and process (process_*) collectors.
 package metrics
@@ -35,7 +38,8 @@ import (
 // Worker is what the collector reads from the worker (*worker.Worker implements it).
 type Worker interface {
 	Counters() *worker.Stats
-	Running() []string
+	TaskCounters() map[string]*worker.TaskCounters
+	Gauges() worker.Gauges
 	Stats() control.Stats
 }
 
@@ -44,46 +48,64 @@ type ResultStats interface {
 	Stats() results.Stats
 }
 
-// Collector is a prometheus.Collector over a worker and, optionally, its result writer.
+// Broker is what the collector reads from the consumer (*prefetch.Consumer).
+type Broker interface {
+	Reconnects() map[string]uint64
+}
+
+// Collector is a prometheus.Collector over a worker, and optionally its result writer
+// and broker consumer.
 type Collector struct {
 	w       Worker
 	r       ResultStats
+	b       Broker
 	node    string
 	version string
 
-	tasks, byName, running, capacity       *prometheus.Desc
-	batches, docs, replaced, lastFlush, qd *prometheus.Desc
-	info                                   *prometheus.Desc
+	tasks, runtime, ackLatency                     *prometheus.Desc
+	running, prefetched, held, capacity            *prometheus.Desc
+	batches, docs, replaced, failures              *prometheus.Desc
+	lastBatch, lastFlush, queued, reconnects, info *prometheus.Desc
 }
 
-// NewCollector returns a collector for w; r may be nil (no result backend). node and
-// version label ccworker_info.
-func NewCollector(w Worker, r ResultStats, node, version string) *Collector {
+// NewCollector returns a collector for w; r and b may be nil. node and version label
+// ccworker_info.
+func NewCollector(w Worker, r ResultStats, b Broker, node, version string) *Collector {
 	d := prometheus.NewDesc
 	return &Collector{
-		w: w, r: r, node: node, version: version,
-		tasks:     d("ccworker_tasks_total", "Tasks by outcome since the worker started.", []string{"state"}, nil),
-		byName:    d("ccworker_tasks_received_by_name_total", "Tasks received, by task name (Celery's stats total).", []string{"task"}, nil),
-		running:   d("ccworker_tasks_running", "Tasks running now.", nil, nil),
-		capacity:  d("ccworker_pool_capacity", "Tasks the pool runs at once (-c).", nil, nil),
-		batches:   d("ccworker_result_batches_total", "Result batches written to the result backend.", nil, nil),
-		docs:      d("ccworker_result_documents_total", "Result documents written to the result backend.", nil, nil),
-		replaced:  d("ccworker_result_replaced_total", "Result documents replaced (written again for the same task id).", nil, nil),
-		lastFlush: d("ccworker_result_last_flush_seconds", "Duration of the last result batch write.", nil, nil),
-		qd:        d("ccworker_result_queued", "Results waiting to be written.", nil, nil),
-		info:      d("ccworker_info", "Always 1; labels name the node and the ccworker version.", []string{"node", "version"}, nil),
+		w: w, r: r, b: b, node: node, version: version,
+		tasks:      d("ccworker_tasks_total", "Tasks by name and outcome since the worker started.", []string{"task", "state"}, nil),
+		runtime:    d("ccworker_task_runtime_seconds", "How long tasks ran.", nil, nil),
+		ackLatency: d("ccworker_ack_latency_seconds", "From a message's receipt to its ack (at-least-once: after the result is durable).", nil, nil),
+		running:    d("ccworker_tasks_running", "Tasks running now.", nil, nil),
+		prefetched: d("ccworker_tasks_prefetched", "Tasks received and not running yet (waiting for a slot, a rate limit or their result write).", nil, nil),
+		held:       d("ccworker_eta_held", "Tasks held in memory until their ETA.", nil, nil),
+		capacity:   d("ccworker_pool_capacity", "Tasks the pool runs at once (-c).", nil, nil),
+		batches:    d("ccworker_result_batches_total", "Result batches written to the result backend.", nil, nil),
+		docs:       d("ccworker_result_documents_total", "Result documents written to the result backend.", nil, nil),
+		replaced:   d("ccworker_result_replaced_total", "Result documents replaced (written again for the same task id).", nil, nil),
+		failures:   d("ccworker_result_write_failures_total", "Failed batch writes (each retried until it succeeds).", nil, nil),
+		lastBatch:  d("ccworker_result_last_batch_size", "Records in the last result batch written.", nil, nil),
+		lastFlush:  d("ccworker_result_last_flush_seconds", "Duration of the last result batch write.", nil, nil),
+		queued:     d("ccworker_result_queued", "Results waiting to be written.", nil, nil),
+		reconnects: d("ccworker_broker_reconnects_total", "Broker reconnections by cause.", []string{"cause"}, nil),
+		info:       d("ccworker_info", "Always 1; labels name the node and the ccworker version.", []string{"node", "version"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.tasks, c.byName, c.running, c.capacity, c.info} {
+	for _, d := range []*prometheus.Desc{c.tasks, c.runtime, c.ackLatency, c.running, c.prefetched,
+		c.held, c.capacity, c.info} {
 		ch <- d
 	}
 	if c.r != nil {
-		for _, d := range []*prometheus.Desc{c.batches, c.docs, c.replaced, c.lastFlush, c.qd} {
+		for _, d := range []*prometheus.Desc{c.batches, c.docs, c.replaced, c.failures, c.lastBatch, c.lastFlush, c.queued} {
 			ch <- d
 		}
+	}
+	if c.b != nil {
+		ch <- c.reconnects
 	}
 }
 
@@ -95,27 +117,41 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	s := c.w.Counters()
-	counter(c.tasks, float64(s.Received.Load()), "received")
-	counter(c.tasks, float64(s.Succeeded.Load()), "succeeded")
-	counter(c.tasks, float64(s.Failed.Load()), "failed")
-	counter(c.tasks, float64(s.Retried.Load()), "retried")
-	counter(c.tasks, float64(s.Revoked.Load()), "revoked")
-	counter(c.tasks, float64(s.Rejected.Load()), "rejected")
-	st := c.w.Stats()
-	for name, n := range st.Total {
-		counter(c.byName, float64(n), name)
+	histogram := func(d *prometheus.Desc, h *worker.Histogram) {
+		buckets, count, sum := h.Snapshot()
+		ch <- prometheus.MustNewConstHistogram(d, count, sum, buckets)
 	}
-	gauge(c.running, float64(len(c.w.Running())))
-	gauge(c.capacity, float64(st.Pool.MaxConcurrency))
+	for name, tc := range c.w.TaskCounters() {
+		counter(c.tasks, float64(tc.Received.Load()), name, "received")
+		counter(c.tasks, float64(tc.Succeeded.Load()), name, "succeeded")
+		counter(c.tasks, float64(tc.Failed.Load()), name, "failed")
+		counter(c.tasks, float64(tc.Retried.Load()), name, "retried")
+		counter(c.tasks, float64(tc.Revoked.Load()), name, "revoked")
+		counter(c.tasks, float64(tc.Rejected.Load()), name, "rejected")
+	}
+	s := c.w.Counters()
+	histogram(c.runtime, &s.Runtime)
+	histogram(c.ackLatency, &s.AckLatency)
+	g := c.w.Gauges()
+	gauge(c.running, float64(g.Running))
+	gauge(c.prefetched, float64(max(g.InFlight-g.Running-g.Held, 0)))
+	gauge(c.held, float64(g.Held))
+	gauge(c.capacity, float64(c.w.Stats().Pool.MaxConcurrency))
 	gauge(c.info, 1, c.node, c.version)
 	if c.r != nil {
 		rs := c.r.Stats()
 		counter(c.batches, float64(rs.Batches))
 		counter(c.docs, float64(rs.Docs))
 		counter(c.replaced, float64(rs.Replaced))
+		counter(c.failures, float64(rs.Failures))
+		gauge(c.lastBatch, float64(rs.LastBatch))
 		gauge(c.lastFlush, rs.LastFlush.Seconds())
-		gauge(c.qd, float64(rs.Queued))
+		gauge(c.queued, float64(rs.Queued))
+	}
+	if c.b != nil {
+		for cause, n := range c.b.Reconnects() {
+			counter(c.reconnects, float64(n), cause)
+		}
 	}
 }
 

@@ -20,29 +20,42 @@ import (
 // ants (imported through worker → pool) starts its default pool's goroutines at init.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
 
-type fakeWorker struct{ s worker.Stats }
+type fakeWorker struct {
+	s   worker.Stats
+	add worker.TaskCounters
+}
 
 func (f *fakeWorker) Counters() *worker.Stats { return &f.s }
-func (f *fakeWorker) Running() []string       { return []string{"a", "b"} }
-func (f *fakeWorker) Stats() control.Stats {
-	return control.Stats{Total: map[string]int64{"ccworker.add": 5, "ccworker.sleep": 2},
-		Pool: control.PoolStats{MaxConcurrency: 512}}
+func (f *fakeWorker) TaskCounters() map[string]*worker.TaskCounters {
+	return map[string]*worker.TaskCounters{"ccworker.add": &f.add}
 }
+func (f *fakeWorker) Gauges() worker.Gauges { return worker.Gauges{InFlight: 10, Running: 2, Held: 3} }
+func (f *fakeWorker) Stats() control.Stats {
+	return control.Stats{Pool: control.PoolStats{MaxConcurrency: 512}}
+}
+
+type fakeBroker struct{}
+
+func (fakeBroker) Reconnects() map[string]uint64 { return map[string]uint64{"connection": 2, "channel": 1} }
 
 type fakeResults struct{}
 
 func (fakeResults) Stats() results.Stats {
-	return results.Stats{Batches: 3, Docs: 7, Replaced: 1, LastFlush: 250 * time.Millisecond, Queued: 4}
+	return results.Stats{Batches: 3, Docs: 7, Replaced: 1, Failures: 2, LastFlush: 250 * time.Millisecond,
+		LastBatch: 5, Queued: 4}
 }
 
 func TestScrapeOverARealListener(t *testing.T) {
 	w := &fakeWorker{}
-	w.s.Received.Store(7)
-	w.s.Succeeded.Store(4)
-	w.s.Failed.Store(1)
-	w.s.Retried.Store(1)
-	w.s.Revoked.Store(1)
-	reg, err := NewRegistry(NewCollector(w, fakeResults{}, "celery@test", "1.2.3"))
+	w.add.Received.Store(7)
+	w.add.Succeeded.Store(4)
+	w.add.Failed.Store(1)
+	w.add.Retried.Store(1)
+	w.add.Revoked.Store(1)
+	w.s.Runtime.Observe(3 * time.Millisecond)
+	w.s.Runtime.Observe(2 * time.Second)
+	w.s.AckLatency.Observe(20 * time.Millisecond)
+	reg, err := NewRegistry(NewCollector(w, fakeResults{}, fakeBroker{}, "celery@test", "1.2.3"))
 	require.NoError(t, err)
 	srv, err := Start("127.0.0.1:0", reg)
 	require.NoError(t, err)
@@ -60,22 +73,30 @@ func TestScrapeOverARealListener(t *testing.T) {
 	body := scrape()
 	for _, want := range []string{
 		`# TYPE ccworker_tasks_total counter`,
-		`ccworker_tasks_total{state="received"} 7`,
-		`ccworker_tasks_total{state="succeeded"} 4`,
-		`ccworker_tasks_total{state="failed"} 1`,
-		`ccworker_tasks_total{state="retried"} 1`,
-		`ccworker_tasks_total{state="revoked"} 1`,
-		`ccworker_tasks_total{state="rejected"} 0`,
-		`ccworker_tasks_received_by_name_total{task="ccworker.add"} 5`,
-		`ccworker_tasks_received_by_name_total{task="ccworker.sleep"} 2`,
+		`ccworker_tasks_total{state="received",task="ccworker.add"} 7`,
+		`ccworker_tasks_total{state="succeeded",task="ccworker.add"} 4`,
+		`ccworker_tasks_total{state="failed",task="ccworker.add"} 1`,
+		`ccworker_tasks_total{state="retried",task="ccworker.add"} 1`,
+		`ccworker_tasks_total{state="revoked",task="ccworker.add"} 1`,
+		`ccworker_tasks_total{state="rejected",task="ccworker.add"} 0`,
+		`# TYPE ccworker_task_runtime_seconds histogram`,
+		`ccworker_task_runtime_seconds_bucket{le="0.005"} 1`,
+		`ccworker_task_runtime_seconds_bucket{le="5"} 2`,
+		`ccworker_task_runtime_seconds_count 2`,
+		`ccworker_ack_latency_seconds_bucket{le="0.05"} 1`,
 		`# TYPE ccworker_tasks_running gauge`,
 		`ccworker_tasks_running 2`,
+		`ccworker_tasks_prefetched 5`,
+		`ccworker_eta_held 3`,
 		`ccworker_pool_capacity 512`,
 		`ccworker_result_batches_total 3`,
 		`ccworker_result_documents_total 7`,
 		`ccworker_result_replaced_total 1`,
+		`ccworker_result_write_failures_total 2`,
+		`ccworker_result_last_batch_size 5`,
 		`ccworker_result_last_flush_seconds 0.25`,
 		`ccworker_result_queued 4`,
+		`ccworker_broker_reconnects_total{cause="connection"} 2`,
 		`ccworker_info{node="celery@test",version="1.2.3"} 1`,
 		`go_goroutines `,
 		`process_start_time_seconds `,
@@ -83,12 +104,12 @@ func TestScrapeOverARealListener(t *testing.T) {
 		assert.Contains(t, body, want)
 	}
 	// Pull model: a later scrape sees the counters as they are now.
-	w.s.Succeeded.Add(10)
-	assert.Contains(t, scrape(), `ccworker_tasks_total{state="succeeded"} 14`)
+	w.add.Succeeded.Add(10)
+	assert.Contains(t, scrape(), `ccworker_tasks_total{state="succeeded",task="ccworker.add"} 14`)
 }
 
 func TestNoResultBackendLeavesResultFamiliesOut(t *testing.T) {
-	reg, err := NewRegistry(NewCollector(&fakeWorker{}, nil, "n", "v"))
+	reg, err := NewRegistry(NewCollector(&fakeWorker{}, nil, nil, "n", "v"))
 	require.NoError(t, err)
 	mfs, err := reg.Gather()
 	require.NoError(t, err)

@@ -126,6 +126,8 @@ type Consumer struct {
 	closeOnce     sync.Once
 	started       atomic.Bool
 
+	lostConn, lostChannel atomic.Uint64 // connection losses, by cause
+
 	mu   sync.Mutex
 	conn *amqp.Connection // current connection, nil while reconnecting
 	pub  *amqp.Channel    // confirm-mode channel for Publish, opened on demand
@@ -222,6 +224,12 @@ func (s *session) ackers() []*acker {
 		out[i] = qc.acker
 	}
 	return out
+}
+
+// Reconnects counts the reconnections since Start, by cause: "connection" (the
+// connection was lost) and "channel" (a channel was closed by the broker).
+func (c *Consumer) Reconnects() map[string]uint64 {
+	return map[string]uint64{"connection": c.lostConn.Load(), "channel": c.lostChannel.Load()}
 }
 
 // Queues returns the queues consumed now (the configured ones, plus add_consumer,
@@ -367,6 +375,7 @@ func (c *Consumer) serve(s *session, handle Handler) (lost bool) {
 				a.tick()
 			}
 		case err := <-s.closed:
+			c.lostConn.Add(1)
 			c.log.Warn("broker connection lost; reconnecting", zap.Error(err))
 			end()
 			return true
@@ -374,6 +383,7 @@ func (c *Consumer) serve(s *session, handle Handler) (lost bool) {
 			if c.consumeCtx.Err() != nil && err == nil {
 				continue // a channel closed by our own cancel
 			}
+			c.lostChannel.Add(1)
 			c.log.Warn("broker channel closed; reconnecting", zap.Error(err))
 			end()
 			return true

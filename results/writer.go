@@ -91,8 +91,9 @@ type Writer struct {
 
 	stats struct {
 		sync.Mutex
-		batches, docs, replaced uint64
-		lastFlush               time.Duration
+		batches, docs, replaced, failures uint64
+		lastFlush                         time.Duration
+		lastBatch                         int
 	}
 }
 
@@ -151,7 +152,9 @@ func (w *Writer) Stop(ctx context.Context) error {
 // Stats is a snapshot of the writer's counters.
 type Stats struct {
 	Batches, Docs, Replaced uint64
+	Failures                uint64 // failed batch writes (each retried)
 	LastFlush               time.Duration
+	LastBatch               int // records in the last batch written
 	Queued                  int
 }
 
@@ -160,7 +163,7 @@ func (w *Writer) Stats() Stats {
 	w.stats.Lock()
 	defer w.stats.Unlock()
 	return Stats{Batches: w.stats.batches, Docs: w.stats.docs, Replaced: w.stats.replaced,
-		LastFlush: w.stats.lastFlush, Queued: len(w.in)}
+		Failures: w.stats.failures, LastFlush: w.stats.lastFlush, LastBatch: w.stats.lastBatch, Queued: len(w.in)}
 }
 
 func (w *Writer) loop() {
@@ -236,10 +239,14 @@ func (w *Writer) flush(batch []pending) {
 			w.stats.docs += uint64(len(unique))
 			w.stats.replaced += uint64(replaced)
 			w.stats.lastFlush = time.Since(start)
+			w.stats.lastBatch = len(batch)
 			w.stats.Unlock()
 			return
 		}
 		delay := backoff(attempt, w.cfg.MinBackoff, w.cfg.MaxBackoff)
+		w.stats.Lock()
+		w.stats.failures++
+		w.stats.Unlock()
 		if !failing {
 			w.log.Warn("result store write failed; retrying until it succeeds (messages stay unacked)",
 				zap.Int("records", len(unique)), zap.Error(err))

@@ -39,6 +39,7 @@ type task struct {
 
 	settleOnce sync.Once
 	acked      atomic.Bool
+	counters   *TaskCounters // this task name's outcomes; nil until received
 
 	mu      sync.Mutex
 	eta     time.Time // set while held in memory for its ETA
@@ -71,8 +72,16 @@ func (t *task) settle(f func()) {
 	t.settleOnce.Do(func() {
 		t.acked.Store(true)
 		f()
+		t.w.stats.AckLatency.Observe(time.Since(t.received))
 		t.forget()
 	})
+}
+
+// count adds one outcome to the task name's counters.
+func (t *task) count(f func(*TaskCounters) *atomic.Uint64) {
+	if t.counters != nil {
+		f(t.counters).Add(1)
+	}
 }
 
 // forget drops the task from the worker's in-flight list (settled, or left for
@@ -189,6 +198,9 @@ func (t *task) storesResults() bool {
 }
 
 func (t *task) finish(o pool.Outcome) {
+	if !errors.Is(o.Err, pool.ErrKilled) {
+		t.w.stats.Runtime.Observe(o.Runtime)
+	}
 	var retry *tasks.Retry
 	var retryAfter *canvas.RetryAfter
 	var chordErr *canvas.ChordError
@@ -229,6 +241,7 @@ func (t *task) finish(o pool.Outcome) {
 
 func (t *task) succeeded(o pool.Outcome) {
 	t.w.stats.Succeeded.Add(1)
+	t.count(func(c *TaskCounters) *atomic.Uint64 { return &c.Succeeded })
 	payload, err := protocol.AppendJSON(nil, o.Value)
 	if err != nil {
 		t.failed(o, &tasks.Exception{Module: "kombu.exceptions", Type: "EncodeError",
@@ -301,6 +314,7 @@ func (t *task) chordFailed(o pool.Outcome, ce *canvas.ChordError) {
 
 func (t *task) failed(o pool.Outcome, exc *tasks.Exception) {
 	t.w.stats.Failed.Add(1)
+	t.count(func(c *TaskCounters) *atomic.Uint64 { return &c.Failed })
 	tb := exc.Traceback
 	if tb == "" {
 		tb = traceback(t.req, exc, o.Err)
@@ -378,6 +392,7 @@ func (t *task) retry(o pool.Outcome, r *tasks.Retry) {
 		return
 	}
 	t.w.stats.Retried.Add(1)
+	t.count(func(c *TaskCounters) *atomic.Uint64 { return &c.Retried })
 	t.w.log.Info(fmt.Sprintf("Task %s[%s] retry: %s", t.req.Name(), t.req.ID, r.Error()))
 	if ev := t.w.cfg.Events; ev != nil {
 		repr := "Retry(" + r.Error() + ")"
@@ -446,6 +461,7 @@ func (t *task) retryMessage(when time.Time) (exchange, key string, msg amqp.Publ
 // the message is rejected without requeue, as Celery's on_unknown_task does.
 func (t *task) unknown() {
 	t.w.stats.Rejected.Add(1)
+	t.count(func(c *TaskCounters) *atomic.Uint64 { return &c.Rejected })
 	t.w.log.Error(fmt.Sprintf("Received unregistered task of type %q.", t.req.Task),
 		zap.String("task_id", t.req.ID), zap.String("hint", "register it, or map it with ccworker_task_aliases"))
 	exc := &tasks.Exception{Module: "celery.exceptions", Type: "NotRegistered", Args: []any{t.req.Task}}
@@ -464,6 +480,7 @@ func (t *task) unknown() {
 // revoked stores REVOKED (TaskRevokedError(reason)) and acks.
 func (t *task) revoked(reason string) {
 	t.w.stats.Revoked.Add(1)
+	t.count(func(c *TaskCounters) *atomic.Uint64 { return &c.Revoked })
 	t.w.log.Info(fmt.Sprintf("Discarding revoked task: %s[%s] (%s)", t.req.Name(), t.req.ID, reason))
 	if ev := t.w.cfg.Events; ev != nil {
 		signum := 0

@@ -145,6 +145,7 @@ type Worker struct {
 	running  map[string]*task  // by task id, for revoke(terminate=True) and inspection
 	inflight map[*task]bool    // received and not yet settled, for inspection
 	totals   map[string]int64  // tasks accepted, by name (stats)
+	byTask   map[string]*TaskCounters
 	limits   map[string]Limits // per-task time limits, changed by the time_limit command
 	stop     context.CancelFunc
 
@@ -157,6 +158,8 @@ type Worker struct {
 // Stats counts what the worker did.
 type Stats struct {
 	Received, Succeeded, Failed, Rejected, Revoked, Retried atomic.Uint64
+	// Runtime is the tasks' run time; AckLatency the time from receipt to ack.
+	Runtime, AckLatency Histogram
 }
 
 // New returns a Worker. results may be nil when no result backend is configured.
@@ -188,7 +191,8 @@ func New(cfg Config, reg *tasks.Registry, broker Broker, rw ResultWriter, log *z
 		limits[k] = v
 	}
 	return &Worker{cfg: cfg, reg: reg, log: log, broker: broker, results: rw, pool: p,
-		running: map[string]*task{}, inflight: map[*task]bool{}, totals: map[string]int64{}, limits: limits,
+		running: map[string]*task{}, inflight: map[*task]bool{}, totals: map[string]int64{},
+		byTask: map[string]*TaskCounters{}, limits: limits,
 		rates: newRateLimiter(cfg.DefaultRateLimit, cfg.RateLimits)}, nil
 }
 
@@ -282,7 +286,14 @@ func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
 	w.mu.Lock()
 	w.inflight[t] = true
 	w.totals[req.Task]++
+	tc := w.byTask[req.Task]
+	if tc == nil {
+		tc = &TaskCounters{}
+		w.byTask[req.Task] = tc
+	}
 	w.mu.Unlock()
+	t.counters = tc
+	tc.Received.Add(1)
 	if w.cfg.LogTasks {
 		w.log.Info(fmt.Sprintf("Task %s[%s] received", req.Name(), req.ID))
 	}
@@ -389,6 +400,31 @@ func (w *Worker) Publish(ctx context.Context, o canvas.Outgoing) error {
 		return fmt.Errorf("publish %s to %q/%q: %w", o.TaskID, o.Exchange, o.RoutingKey, err)
 	}
 	return nil
+}
+
+// TaskCounters returns the outcomes by task name (for metrics).
+func (w *Worker) TaskCounters() map[string]*TaskCounters {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]*TaskCounters, len(w.byTask))
+	for k, v := range w.byTask {
+		out[k] = v
+	}
+	return out
+}
+
+// Gauges are the worker's current sizes (for metrics).
+type Gauges struct {
+	InFlight int // received and not yet settled (running, prefetched, held)
+	Running  int
+	Held     int // held in memory for their ETA
+}
+
+// Gauges returns the worker's current sizes.
+func (w *Worker) Gauges() Gauges {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return Gauges{InFlight: len(w.inflight), Running: len(w.running), Held: int(w.held.Load())}
 }
 
 // Running returns the ids of the tasks running now, sorted.
