@@ -36,7 +36,9 @@ func (f *fakeWorker) Stats() control.Stats {
 
 type fakeBroker struct{}
 
-func (fakeBroker) Reconnects() map[string]uint64 { return map[string]uint64{"connection": 2, "channel": 1} }
+func (fakeBroker) Reconnects() map[string]uint64 {
+	return map[string]uint64{"connection": 2, "channel": 1}
+}
 
 type fakeResults struct{}
 

@@ -142,9 +142,9 @@ type Worker struct {
 	stats   Stats
 
 	mu       sync.Mutex
-	running  map[string]*task  // by task id, for revoke(terminate=True) and inspection
-	inflight map[*task]bool    // received and not yet settled, for inspection
-	totals   map[string]int64  // tasks accepted, by name (stats)
+	running  map[string]*task // by task id, for revoke(terminate=True) and inspection
+	inflight map[*task]bool   // received and not yet settled, for inspection
+	totals   map[string]int64 // tasks accepted, by name (stats)
 	byTask   map[string]*TaskCounters
 	limits   map[string]Limits // per-task time limits, changed by the time_limit command
 	stop     context.CancelFunc
