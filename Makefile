@@ -70,6 +70,14 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./protocol/
 	$(GO) test -run '^$$' -fuzz FuzzParsePython -fuzztime 30s ./config/
 
+## chaos: fault and TLS tests (issue #7) on a PRIVATE RabbitMQ node (chaos@localhost, 5680/5681)
+##   and private FerretDB processes (27030 PostgreSQL backend, 27031 TLS), started and stopped by
+##   the test through scripts/chaos/*.sh; the shared services on 5672/27017 are never touched.
+##   About 4-5 minutes. CCWORKER_CHAOS_KEEP=1 keeps the logs and certificates.
+.PHONY: chaos
+chaos: services
+	CCWORKER_CHAOS=1 $(GO) test -v -count=1 -parallel 8 -timeout 9m ./chaos/
+
 ## demo: a demo load through a real broker and result store
 demo:
 	bash scripts/demo.sh

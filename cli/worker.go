@@ -614,6 +614,10 @@ func connectResults(ctx context.Context, m config.MongoBackend, log *zap.Logger)
 			_ = client.Disconnect(context.Background())
 			return nil, nil, fmt.Errorf("result backend %s: %w", m.Redacted(), err)
 		}
+		if cause, ok := results.Permanent(err); ok {
+			_ = client.Disconnect(context.Background())
+			return nil, nil, usageError{fmt.Errorf("result backend %s: %s", m.Redacted(), cause)}
+		}
 		delay := min(time.Duration(attempt)*time.Second, 30*time.Second)
 		log.Warn("cannot reach the result backend; retrying", zap.String("backend", m.Redacted()),
 			zap.Int("attempt", attempt), zap.Duration("next_in", delay), zap.Error(err))

@@ -13,6 +13,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
+	"github.com/ccworker/ccworker/prefetch"
+
 	"github.com/ccworker/ccworker/protocol"
 )
 
@@ -165,7 +167,12 @@ func runWithReconnect(ctx context.Context, log *zap.Logger, minB, maxB time.Dura
 			log.Warn("connection lost, reconnecting", zap.Error(err))
 			down = true
 		} else if !down {
-			log.Warn("cannot connect to the broker, retrying", zap.Error(err))
+			if errors.Is(err, prefetch.ErrPermanent) {
+				// The task consumer meets the same error and ends the worker, saying why.
+				log.Debug("cannot connect to the broker", zap.Error(err))
+			} else {
+				log.Warn("cannot connect to the broker, retrying", zap.Error(err))
+			}
 			down = true
 		}
 		delay := min(maxB, minB<<min(attempt, 16))

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -555,7 +557,18 @@ func classify(err error) error {
 			return fmt.Errorf("%w: the broker refused the vhost (NOT_ALLOWED: does it exist, may this user use it?): %v", ErrPermanent, err)
 		case amqp.PreconditionFailed, amqp.NotFound, amqp.CommandInvalid:
 			return fmt.Errorf("%w: %v", ErrPermanent, err)
+		case amqp.FrameError:
+			// With TLS 1.3 the broker checks the client certificate after the handshake;
+			// its alert arrives on the first read, which amqp091 reports as a frame
+			// error ("remote error: tls: certificate required").
+			if strings.HasPrefix(aerr.Reason, "remote error: tls: ") {
+				return fmt.Errorf("%w: the broker refused this client's TLS certificate (check certfile and keyfile in broker_use_ssl: missing, expired, or not signed by the broker's CA): %v", ErrPermanent, err)
+			}
 		}
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "remote error" {
+		return fmt.Errorf("%w: the broker refused the TLS handshake: %v", ErrPermanent, err)
 	}
 	var (
 		unknownAuth x509.UnknownAuthorityError

@@ -1,0 +1,451 @@
+// Package chaos holds ccworker's fault and TLS tests (issue #7). They run the real binary
+// against a private RabbitMQ node (chaos@localhost, AMQP 5680, TLS 5681) and private FerretDB
+// processes (27030 PostgreSQL backend, 27031 TLS on SQLite), started and stopped by
+// scripts/chaos/*.sh, never the shared services on 5672 / 27017.
+//
+// They are skipped unless CCWORKER_CHAOS=1 (`make chaos` sets it), so `make test` (./...)
+// does not run them.
+package chaos
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	amqpPort      = 5680
+	amqpTLSPort   = 5681
+	mongoPort     = 27030 // FerretDB, PostgreSQL backend (the outage scenario kills it)
+	mongoTLSPort  = 27031 // FerretDB, SQLite backend, TLS with client certificates
+	mongoTLSPlain = 27032 // the TLS FerretDB's plain listener (unused by ccworker)
+	pgDatabase    = "ccworker_chaos"
+)
+
+var (
+	repoRoot string
+	binary   string
+	tlsDir   string
+	workDir  string
+
+	summaryMu sync.Mutex
+	summary   []summaryRow
+)
+
+// ccworkerBrokerURL is kombu's spelling of vhost "/" (what ccworker reads); amqpGoURL is
+// amqp091's.
+var (
+	ccworkerBrokerURL = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d//", amqpPort)
+	amqpGoURL         = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/%%2F", amqpPort)
+	mongoURL          = fmt.Sprintf("mongodb://127.0.0.1:%d/", mongoPort)
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("CCWORKER_CHAOS") != "1" {
+		fmt.Println("chaos: skipped (CCWORKER_CHAOS=1 runs them; `make chaos` sets it)")
+		os.Exit(0)
+	}
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) (code int) {
+	var err error
+	if repoRoot, err = filepath.Abs(".."); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if workDir, err = os.MkdirTemp("", "ccworker-chaos-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	_ = os.Chmod(workDir, 0o755) // the RabbitMQ node reads the PEM files in it
+	keep := os.Getenv("CCWORKER_CHAOS_KEEP") == "1"
+	defer func() {
+		if code != 0 || keep {
+			fmt.Printf("chaos: logs and certificates kept in %s\n", workDir)
+			return
+		}
+		_ = os.RemoveAll(workDir)
+	}()
+	t0 := time.Now()
+	binary = filepath.Join(workDir, "ccworker")
+	build := exec.Command("go", "build", "-trimpath", "-o", binary, "./cmd/ccworker")
+	build.Dir = repoRoot
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		return 1
+	}
+	tlsDir = filepath.Join(workDir, "tls")
+	if err := writeCertificates(tlsDir); err != nil {
+		fmt.Fprintln(os.Stderr, "certificates:", err)
+		return 1
+	}
+	cleanups := []func(){}
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}()
+	if out, err := script("rmq.sh", "start"); err != nil {
+		fmt.Fprintf(os.Stderr, "private RabbitMQ: %v\n%s", err, out)
+		return 1
+	}
+	cleanups = append(cleanups, func() { _, _ = script("rmq.sh", "stop") })
+	if out, err := script("ferretdb.sh", "createdb", pgDatabase); err != nil {
+		fmt.Fprintf(os.Stderr, "createdb: %v\n%s", err, out)
+		return 1
+	}
+	if err := startMongo(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cleanups = append(cleanups, func() { _, _ = script("ferretdb.sh", "stop", "pg") })
+	sqliteDir := filepath.Join(workDir, "sqlite") + "/"
+	_ = os.MkdirAll(sqliteDir, 0o755)
+	if out, err := script("ferretdb.sh", "start", "tls", "--handler=sqlite", "--sqlite-url=file:"+sqliteDir,
+		fmt.Sprintf("--listen-addr=127.0.0.1:%d", mongoTLSPlain), fmt.Sprintf("--listen-tls=127.0.0.1:%d", mongoTLSPort),
+		"--listen-tls-cert-file="+filepath.Join(tlsDir, "server.pem"), "--listen-tls-key-file="+filepath.Join(tlsDir, "server.key"),
+		"--listen-tls-ca-file="+filepath.Join(tlsDir, "ca.pem"), "--debug-addr=127.0.0.1:0"); err != nil {
+		fmt.Fprintf(os.Stderr, "TLS FerretDB: %v\n%s", err, out)
+		return 1
+	}
+	cleanups = append(cleanups, func() { _, _ = script("ferretdb.sh", "stop", "tls") })
+	fmt.Printf("chaos: binary built, certificates written, private RabbitMQ and FerretDB up in %.1f s\n", time.Since(t0).Seconds())
+
+	code = m.Run()
+	printSummary()
+	return code
+}
+
+// startMongo starts (or restarts, after a kill) the PostgreSQL-backed FerretDB on 27030.
+func startMongo() error {
+	out, err := script("ferretdb.sh", "start", "pg", "--handler=postgresql",
+		"--postgresql-url=postgres://postgres@127.0.0.1:5432/"+pgDatabase,
+		fmt.Sprintf("--listen-addr=127.0.0.1:%d", mongoPort), "--debug-addr=127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("FerretDB (pg): %v\n%s", err, out)
+	}
+	return nil
+}
+
+// script runs scripts/chaos/NAME with args (CHAOS_TLS_DIR tells rmq.sh to open 5681).
+func script(name string, args ...string) (string, error) {
+	cmd := exec.Command("bash", append([]string{filepath.Join(repoRoot, "scripts", "chaos", name)}, args...)...)
+	cmd.Env = append(os.Environ(), "CHAOS_TLS_DIR="+tlsDir)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// ---------------------------------------------------------------- worker processes
+
+// logLine is one line of ccworker's --log-format json output.
+type logLine struct {
+	Level  string `json:"level"`
+	TS     string `json:"ts"`
+	Logger string `json:"logger"`
+	Msg    string `json:"msg"`
+	Error  string `json:"error"`
+}
+
+var taskLine = regexp.MustCompile(`^Task (\S+)\[([^\]]+)\] (received|succeeded in|raised unexpected|retry:)`)
+
+// ledger counts what the workers' logs say happened, across every worker of a scenario.
+type ledger struct {
+	mu       sync.Mutex
+	received map[string]int // id -> "received" lines (deliveries handed to a handler)
+	ran      map[string]int // id+"/"+outcome -> finished executions ("retry" or "done")
+	finished int            // finished executions, all ids
+	warnings []warning      // WARN and ERROR lines, task failures excepted
+	messages map[string]int // every other line's message -> count (INFO included)
+}
+
+type warning struct {
+	at     time.Time
+	worker string
+	line   logLine
+}
+
+func newLedger() *ledger {
+	return &ledger{received: map[string]int{}, ran: map[string]int{}, messages: map[string]int{}}
+}
+
+func (l *ledger) finishedCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.finished
+}
+
+func (l *ledger) add(worker string, ll logLine) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if m := taskLine.FindStringSubmatch(ll.Msg); m != nil {
+		id := m[2]
+		switch m[3] {
+		case "received":
+			l.received[id]++
+		case "retry:":
+			l.ran[id+"/retry"]++
+			l.finished++
+		default:
+			l.ran[id+"/done"]++
+			l.finished++
+		}
+		return
+	}
+	l.messages[ll.Msg]++
+	switch ll.Level {
+	case "warn", "error", "dpanic", "panic", "fatal":
+		l.warnings = append(l.warnings, warning{at: time.Now(), worker: worker, line: ll})
+	}
+}
+
+func (l *ledger) warningsBetween(from, to time.Time) []warning {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []warning
+	for _, w := range l.warnings {
+		if !w.at.Before(from) && !w.at.After(to) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+type rssSample struct {
+	at time.Time
+	kb int64
+}
+
+// proc is one running ccworker: its log (file + ledger) and its RSS every 100 ms.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	err     error
+	output  strings.Builder // all of stderr, for the TLS tests
+	outMu   sync.Mutex
+
+	rssMu sync.Mutex
+	rss   []rssSample
+}
+
+func startWorker(t *testing.T, name string, led *ledger, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, done: make(chan struct{}), logPath: filepath.Join(workDir, name+".log")}
+	f, err := os.Create(p.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(binary, args...)
+	p.cmd.Dir = workDir
+	p.cmd.Stdout = f
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			_, _ = f.Write(append(line, '\n'))
+			p.outMu.Lock()
+			p.output.Write(line)
+			p.output.WriteByte('\n')
+			p.outMu.Unlock()
+			if led != nil && len(line) > 0 && line[0] == '{' {
+				var ll logLine
+				if json.Unmarshal(line, &ll) == nil {
+					led.add(name, ll)
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.done:
+				return
+			case <-tick.C:
+				if kb := vmRSS(p.cmd.Process.Pid); kb > 0 {
+					p.rssMu.Lock()
+					p.rss = append(p.rss, rssSample{time.Now(), kb})
+					p.rssMu.Unlock()
+				}
+			}
+		}
+	}()
+	go func() {
+		<-readDone
+		p.err = p.cmd.Wait()
+		_ = f.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		if !p.exited() {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait returns the exit code, or -1 and false if the process is still running at timeout.
+func (p *proc) wait(timeout time.Duration) (int, bool) {
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		return -1, false
+	}
+	if p.err == nil {
+		return 0, true
+	}
+	if ee, ok := p.err.(*exec.ExitError); ok {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), true
+		}
+		return ee.ExitCode(), true
+	}
+	return -1, true
+}
+
+func (p *proc) out() string {
+	p.outMu.Lock()
+	defer p.outMu.Unlock()
+	return p.output.String()
+}
+
+// peakRSS is the highest VmRSS sampled in [from, to] (zero times: all), in KiB.
+func (p *proc) peakRSS(from, to time.Time) int64 {
+	p.rssMu.Lock()
+	defer p.rssMu.Unlock()
+	var peak int64
+	for _, s := range p.rss {
+		if (!from.IsZero() && s.at.Before(from)) || (!to.IsZero() && s.at.After(to)) {
+			continue
+		}
+		peak = max(peak, s.kb)
+	}
+	return peak
+}
+
+func vmRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// ---------------------------------------------------------------- summary
+
+type summaryRow struct {
+	Scenario         string
+	Tasks            int
+	FinalDocs        int
+	Missing          int
+	Wrong            int // a final document with the wrong state
+	DupExecuted      int // executions beyond one per (task id, retry step), from the logs
+	DupReceived      int // deliveries beyond the expected ones (received lines)
+	PeakRSSMiB       float64
+	PeakRSSFaultMiB  float64
+	WarnLines        int
+	FaultSeconds     float64
+	RecoverySeconds  float64 // fault end -> every final document present
+	WorkerExitedSelf bool
+}
+
+func addSummary(r summaryRow) {
+	summaryMu.Lock()
+	defer summaryMu.Unlock()
+	summary = append(summary, r)
+}
+
+func printSummary() {
+	summaryMu.Lock()
+	defer summaryMu.Unlock()
+	if len(summary) > 0 {
+		printFaultSummary()
+	}
+	if len(tlsRows) > 0 {
+		sort.Slice(tlsRows, func(i, j int) bool { return tlsRows[i].name < tlsRows[j].name })
+		fmt.Println("TLS misconfigurations (want: exited, code 2, within seconds, cause named, <= 3 warn/error lines)")
+		fmt.Printf("%-28s %7s %5s %7s %5s %6s\n", "case", "exited", "code", "secs", "warn", "cause")
+		for _, r := range tlsRows {
+			fmt.Printf("%-28s %7v %5d %7.1f %5d %6d\n", r.name, r.exited, r.code, r.seconds, r.warnLines, r.causeLines)
+		}
+		fmt.Println()
+	}
+}
+
+func printFaultSummary() {
+	fmt.Println()
+	fmt.Println("chaos summary (duplicates: executions beyond one per task id and retry step, from the workers' logs)")
+	fmt.Printf("%-18s %6s %6s %7s %5s %8s %9s %9s %10s %5s %7s %8s %8s\n",
+		"scenario", "tasks", "final", "missing", "wrong", "dup-exec", "dup-recv", "peakRSS", "RSS@fault", "warn", "fault-s", "recover", "exited")
+	for _, r := range summary {
+		fmt.Printf("%-18s %6d %6d %7d %5d %8d %9d %7.1fMi %8.1fMi %5d %7.1f %7.1fs %8v\n",
+			r.Scenario, r.Tasks, r.FinalDocs, r.Missing, r.Wrong, r.DupExecuted, r.DupReceived, r.PeakRSSMiB,
+			r.PeakRSSFaultMiB, r.WarnLines, r.FaultSeconds, r.RecoverySeconds, r.WorkerExitedSelf)
+	}
+	fmt.Println()
+}
+
+// waitFor polls cond every interval until it holds or timeout passes.
+func waitFor(timeout, interval time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(interval)
+	}
+}
+
+func ctxTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
