@@ -25,7 +25,7 @@ import (
 //	go test -run '^$' -bench PythonPool -benchtime 1x ./bench/
 func BenchmarkPythonPool(b *testing.B) {
 	const python = "/usr/bin/python3"
-	const pythonLoad = 2000
+	const pythonLoad = 5000 // enough that the children's start-up (~0.5 s) does not dominate
 	amqpURL, mongoURL := testenv.AMQPURL(b), testenv.MongoURL(b)
 	if out, err := exec.Command(python, "-c", "import celery, pymongo").CombinedOutput(); err != nil {
 		b.Skipf("%s cannot import celery and pymongo: %v %s", python, err, out)

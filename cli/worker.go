@@ -232,8 +232,15 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 	if writer != nil {
 		rw = writer
 	}
+	concurrency := s.concurrency
+	if pyPool != nil {
+		// Python tasks wait for a child while holding a goroutine slot: with as many
+		// spare slots as children, the next task is already waiting when a child frees
+		// up, so the children never idle on the Go side. The children bound Python work.
+		concurrency += pyPool.Processes()
+	}
 	wcfg := worker.Config{
-		NodeName: s.nodeName, Concurrency: s.concurrency, Accept: accept,
+		NodeName: s.nodeName, Concurrency: concurrency, Accept: accept,
 		TimeLimit: s.cfg.TaskTimeLimit, SoftTimeLimit: s.cfg.TaskSoftTimeLimit,
 		IgnoreResult: s.cfg.TaskIgnoreResult, StoreErrorsEvenIfIgnored: s.cfg.TaskStoreErrorsEvenIfIgnored,
 		LogTasks: o.logTasks, DrainTimeout: o.drainTimeout,

@@ -4,7 +4,9 @@ machine, with the same RabbitMQ and result store (FerretDB over PostgreSQL). `ma
 
 For each load and each worker: purge the queue, publish N tasks with Celery's own client (no worker
 running), start the worker, and time from its process start to the last result stored (results on:
-the newest date_done) or to the queue being empty (results off). Each worker gets a fresh database.
+the newest date_done) or, results off, to RabbitMQ reporting the queue empty with nothing unacked
+(polled with rabbitmqctl: up to ~1 s late, which favours the slower workers). Each worker gets a
+fresh database.
 Writes a markdown table and an SVG bar chart into bench/README.md between the markers
 <!-- compare:begin --> and <!-- compare:end -->, and the raw rows to bench/out/compare.jsonl.
 
@@ -29,10 +31,10 @@ QUEUE = 'ccw_compare'
 
 # (label, task, args, n, results)
 LOADS = [
-    ('noop, results off', 'ccworker.noop', [], 10000, False),
-    ('noop, results on', 'ccworker.noop', [], 2000, True),
-    ('sleep(0.01), results off', 'ccworker.sleep', [0.01], 2000, False),
-    ('sleep(0.01), results on', 'ccworker.sleep', [0.01], 2000, True),
+    ('noop, results off', 'ccworker.noop', [], 20000, False),
+    ('noop, results on', 'ccworker.noop', [], 3000, True),
+    ('sleep(0.01), results off', 'ccworker.sleep', [0.01], 5000, False),
+    ('sleep(0.01), results on', 'ccworker.sleep', [0.01], 3000, True),
 ]
 
 WORKERS = [

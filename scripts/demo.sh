@@ -122,6 +122,7 @@ printf '%-12s %7s %11s %9s %9s %7s %7s  %s\n' mode tasks publish/s done/s elapse
 cat "$TMP/rows"
 echo
 echo "publish/s: the Python Celery client, before ccworker starts. done/s: tasks / (ccworker process start ->"
-echo "last result stored (on), or -> queue empty (off; every ack is then confirmed with rabbitmqctl)); stop_s:"
-echo "SIGTERM -> exit 0. Celery 5.2.6 on this machine: ~1,500/s off (prefork -c 2), ~190/s on."
+echo "last result stored (on), or -> RabbitMQ reporting nothing ready or unacked (off; polled with rabbitmqctl,"
+echo "so up to ~1 s late)); stop_s: SIGTERM -> exit 0. Celery 5.2.6 on this machine: ~2,500/s off (prefork -c 2),"
+echo "~540/s on (make bench-compare)."
 echo "demo OK in $(since "$T_START") s (database $DB dropped)"

@@ -197,6 +197,9 @@ func NewPool(ctx context.Context, cfg Config) (*Pool, error) {
 	return p, nil
 }
 
+// Processes is the number of Python children the pool keeps.
+func (p *Pool) Processes() int { return p.cfg.Processes }
+
 // Tasks returns the tasks the children found (Celery's own celery.* tasks left out).
 func (p *Pool) Tasks() []TaskInfo { return append([]TaskInfo(nil), p.tasks...) }
 
