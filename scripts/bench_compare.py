@@ -93,7 +93,7 @@ def measure(label, task, args, n, results, wname, kind, flags):
         t0 = time.time()
         p = start_worker(kind, flags, db, results, log)
         try:
-            waiter = ['wait', '--ids-file', ids] if results else ['drain', '--n', str(n)]
+            waiter = ['wait', '--ids-file', ids, '--quiet'] if results else ['drain', '--n', str(n), '--quiet']
             s = client(db, *waiter, '--t0', str(t0), '--timeout', '900')
         finally:
             stop_worker(p)

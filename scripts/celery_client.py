@@ -142,7 +142,38 @@ def parse_date_done(v):
     return d.timestamp()
 
 
-def wait_results(app, ids, deadline):
+class Progress:
+    """A progress line on stderr for long waits: a bar with rate and ETA redrawn in place on a
+    terminal, a plain line every 2 s otherwise (log files, CI). Silent with --quiet."""
+
+    def __init__(self, total, t0, enabled=True):
+        self.total, self.t0, self.enabled = total, t0, enabled and total >= 100
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def update(self, done, final=False):
+        if not self.enabled:
+            return
+        now = time.time()
+        if not final and now - self.last < (0.2 if self.tty else 2.0):
+            return
+        self.last = now
+        elapsed = max(now - self.t0, 1e-6)
+        rate = done / elapsed
+        eta = (self.total - done) / rate if rate > 0 else float('inf')
+        frac = min(done / self.total, 1.0)
+        text = (f'{done:,}/{self.total:,} ({frac:4.0%})  {rate:,.0f} tasks/s  '
+                f'elapsed {elapsed:.1f}s  ETA {eta:.1f}s' if eta != float('inf') else
+                f'{done:,}/{self.total:,} ({frac:4.0%})  elapsed {elapsed:.1f}s')
+        if self.tty:
+            bar = '#' * int(frac * 30)
+            sys.stderr.write(f'\r[{bar:<30}] {text}\033[K' + ('\n' if final else ''))
+        else:
+            sys.stderr.write(text + '\n')
+        sys.stderr.flush()
+
+
+def wait_results(app, ids, deadline, progress=None):
     """Poll MongoDB until every id has a final document or the deadline passes.
 
     Each poll is one cheap find_one by _id (FerretDB serves _id equality from its index, while an
@@ -156,6 +187,8 @@ def wait_results(app, ids, deadline):
     statuses = {}
     newest = None
     while True:
+        if progress:
+            progress.update(min(col.estimated_document_count(), len(ids)))
         if col.find_one({'_id': pending[-1], 'status': {'$in': FINAL_STATES}}, {'_id': 1}) is not None:
             for i in range(0, len(pending), CHUNK):
                 chunk = pending[i:i + CHUNK]
@@ -168,6 +201,8 @@ def wait_results(app, ids, deadline):
             pending = [i for i in pending if i not in statuses]
             if not pending:
                 seen = time.time()
+                if progress:
+                    progress.update(len(ids), final=True)
                 return (newest if newest is not None and newest <= seen + 1 else seen), seen, statuses
         if time.time() > deadline:
             return None, None, statuses
@@ -200,13 +235,16 @@ def unacked(queue):
     return None
 
 
-def wait_drained(app, queue, deadline):
+def wait_drained(app, queue, deadline, progress=None):
     """--ignore-result: wait until the queue has no ready and no unacked messages."""
     t_empty = None
     with app.connection_for_write() as conn:
         ch = conn.default_channel
         while time.time() < deadline:
-            if ch.queue_declare(queue=queue, passive=True).message_count == 0:
+            left = ch.queue_declare(queue=queue, passive=True).message_count
+            if progress:
+                progress.update(max(progress.total - left, 0), final=left == 0)
+            if left == 0:
                 t_empty = time.time()
                 break
             time.sleep(0.05)
@@ -254,8 +292,8 @@ def cmd_load(app, a):
     return finish_results(app, a.task, ids, t0, t_pub, deadline)
 
 
-def finish_results(app, task, ids, t0, t_pub, deadline):
-    t_done, t_seen, statuses = wait_results(app, ids, deadline)
+def finish_results(app, task, ids, t0, t_pub, deadline, progress=None):
+    t_done, t_seen, statuses = wait_results(app, ids, deadline, progress)
     all_done = t_done is not None
     bad = {s: 0 for s in FINAL_STATES if s != 'SUCCESS'}
     for s in statuses.values():
@@ -275,7 +313,7 @@ def cmd_drain(app, a):
     # is empty: a worker with a large prefetch empties the queue long before it has run
     # the tasks. rabbitmqctl answers in ~0.3-1 s, so the end is late by up to that much.
     t0 = a.t0 or time.time()
-    t_empty, t_done = wait_drained(app, a.queue, t0 + a.timeout)
+    t_empty, t_done = wait_drained(app, a.queue, t0 + a.timeout, Progress(a.n, t0, not a.quiet))
     emit(summary(a.task, a.n, t0, None, t_done, t_done is not None, None, results=False,
                  queue_empty_s=round(t_empty - t0, 3) if t_empty else None))
     return 0 if t_done else 1
@@ -285,7 +323,7 @@ def cmd_wait(app, a):
     with open(a.ids_file) as f:
         ids = [line.strip() for line in f if line.strip()]
     t0 = a.t0 or time.time()
-    return finish_results(app, None, ids, t0, None, t0 + a.timeout)
+    return finish_results(app, None, ids, t0, None, t0 + a.timeout, Progress(len(ids), t0, not a.quiet))
 
 
 # ------------------------------------------------------------------ main
@@ -330,11 +368,13 @@ def main(argv=None):
     dr.add_argument('--task', default=None)
     dr.add_argument('--timeout', type=float, default=300)
     dr.add_argument('--t0', type=float, help='epoch seconds the clock starts at (default: now)')
+    dr.add_argument('--quiet', action='store_true', help='no progress line on stderr')
 
     w = sub.add_parser('wait', help='wait for the final documents of the ids in --ids-file')
     w.add_argument('--ids-file', required=True)
     w.add_argument('--timeout', type=float, default=300)
     w.add_argument('--t0', type=float, help='epoch seconds the clock starts at (default: now)')
+    w.add_argument('--quiet', action='store_true', help='no progress line on stderr')
 
     a = p.parse_args(argv)
     app = make_app(a)

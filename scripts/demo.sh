@@ -81,7 +81,7 @@ run() {
   local waiter=(wait --ids-file "$TMP/ids-$mode")
   [ "$mode" = off ] && waiter=(drain --n "$n" --task ccworker.noop)
   $PY scripts/celery_client.py --broker "$BROKER" --backend "$BACKEND" --queue "$QUEUE" \
-    "${waiter[@]}" --t0 "$tstart" --timeout "$TIMEOUT" >"$out" 2>"$TMP/load-$mode.err" &
+    "${waiter[@]}" --t0 "$tstart" --timeout "$TIMEOUT" >"$out" 2> >(tee "$TMP/load-$mode.err" >&2) &
   local cpid=$! crc=0
   while kill -0 "$cpid" 2>/dev/null; do
     if ! kill -0 "$WPID" 2>/dev/null; then kill "$cpid" 2>/dev/null; fail "ccworker died during the run" "$log"; fi
