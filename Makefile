@@ -65,10 +65,13 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
 
-## fuzz: fuzz the message decoder and the config reader for a while each
+## fuzz: fuzz the message decoder, the config reader and the remote-control handler, each for
+## FUZZTIME (CI runs it with 10s)
+FUZZTIME ?= 60s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./protocol/
-	$(GO) test -run '^$$' -fuzz FuzzParsePython -fuzztime 30s ./config/
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./protocol/
+	$(GO) test -run '^$$' -fuzz FuzzParsePython -fuzztime $(FUZZTIME) ./config/
+	$(GO) test -run '^$$' -fuzz FuzzHandleMessage -fuzztime $(FUZZTIME) ./control/
 
 ## chaos: fault and TLS tests (issue #7) on a PRIVATE RabbitMQ node (chaos@localhost, 5680/5681)
 ##   and private FerretDB processes (27030 PostgreSQL backend, 27031 TLS), started and stopped by

@@ -177,3 +177,14 @@ func TestMaxTasksStopsAfterN(t *testing.T) {
 	}
 	assert.Empty(t, h.settler.of(t3), "the third goes back to the queue")
 }
+
+func TestAckGuardAcksLongTasksEarly(t *testing.T) {
+	h := start(t, manualWrites, withConfig(func(c *worker.Config) { c.AckGuard = 50 * time.Millisecond }))
+	tag := h.send(req(tasks.SleepName, 0.3))
+	start := time.Now()
+	acked(t, h.settlement(), tag)
+	assert.Less(t, time.Since(start), 250*time.Millisecond, "acked by the guard while still running")
+	assert.Equal(t, results.StatusSuccess, h.record().Status, "the task still finishes and stores its result")
+	h.writer.answer(nil)
+	h.noSettlement(50 * time.Millisecond) // not acked twice
+}

@@ -84,6 +84,18 @@ func (t *task) count(f func(*TaskCounters) *atomic.Uint64) {
 	}
 }
 
+// guardAck acks a message held too long (see Config.AckGuard); the task goes on and its
+// result is still stored.
+func (t *task) guardAck() {
+	t.settleOnce.Do(func() {
+		t.acked.Store(true)
+		t.d.Ack()
+		t.w.log.Warn(fmt.Sprintf("Task %s[%s] unacked for %s (--ack-guard): acked now, before RabbitMQ's "+
+			"consumer_timeout closes the channel; it will not be redelivered if this worker dies",
+			t.req.Name(), t.req.ID, t.w.cfg.AckGuard))
+	})
+}
+
 // forget drops the task from the worker's in-flight list (settled, or left for
 // redelivery).
 func (t *task) forget() {

@@ -102,6 +102,11 @@ type Config struct {
 	RateLimits       map[string]float64
 	DefaultRateLimit float64
 
+	// AckGuard acks a message that has stayed unacked this long (a long task, a long
+	// wait for its rate limit) before RabbitMQ's consumer_timeout (30 min by default)
+	// closes the channel, which would put every unacked message back and run them again.
+	// Such a task is then no longer redelivered if the worker dies. 0 = never.
+	AckGuard time.Duration
 	// MaxIdle stops the worker (warm, exit 0) once no task has arrived for this long
 	// and none is in flight: a batch allocation is given back when the queue runs dry.
 	MaxIdle time.Duration
@@ -225,6 +230,15 @@ func (w *Worker) Run(ctx, kill context.Context) error {
 	w.lastSeen.Store(time.Now().UnixNano())
 	var watcher sync.WaitGroup
 	defer watcher.Wait()
+	ended := make(chan struct{})
+	defer close(ended) // runs before watcher.Wait
+	if w.cfg.AckGuard > 0 {
+		watcher.Add(1)
+		go func() {
+			defer watcher.Done()
+			w.guardAcks(kill, ended)
+		}()
+	}
 	if w.cfg.MaxIdle > 0 {
 		watcher.Add(1)
 		go func() {
@@ -334,6 +348,29 @@ func (w *Worker) taskLimits(task string) Limits {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.limits[task]
+}
+
+// guardAcks acks the messages that have stayed unacked for AckGuard. It runs until kill
+// (it must go on during a warm shutdown's drain, when long tasks are still running) or
+// until Run returns.
+func (w *Worker) guardAcks(kill context.Context, ended <-chan struct{}) {
+	tick := time.NewTicker(min(max(w.cfg.AckGuard/10, 10*time.Millisecond), time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-kill.Done():
+			return
+		case <-ended:
+			return
+		case <-tick.C:
+			limit := time.Now().Add(-w.cfg.AckGuard)
+			for _, t := range w.snapshot() {
+				if t.received.Before(limit) && !t.acked.Load() {
+					t.guardAck()
+				}
+			}
+		}
+	}
 }
 
 // watchIdle stops the worker once no task has arrived for MaxIdle and none is in flight.

@@ -26,6 +26,8 @@ write_config() {
   {
     echo "listeners.tcp.default = 127.0.0.1:$RABBITMQ_NODE_PORT"
     echo "loopback_users = none"
+    # Lowered from 30 min so the tests can show long tasks never hit it (TestConsumerTimeout).
+    echo "consumer_timeout = ${CHAOS_CONSUMER_TIMEOUT_MS:-60000}"
     if [ -n "${CHAOS_TLS_DIR:-}" ] && [ -f "$CHAOS_TLS_DIR/server.pem" ]; then
       echo "listeners.ssl.default = 127.0.0.1:${CHAOS_TLS_PORT:-5681}"
       echo "ssl_options.cacertfile = $CHAOS_TLS_DIR/ca.pem"
