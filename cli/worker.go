@@ -281,6 +281,7 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 	}
 	printBanner(cmd.ErrOrStderr(), s, reg)
 	logIgnored(log, s, o)
+	warnKeyPermissions(log, keyFiles(s.cfg, s.mongo))
 	// --- metrics (cli/metrics.go): Prometheus /metrics, read at scrape time.
 	stopMetrics, err := o.metrics.start(w, writer, consumer, s.nodeName, log)
 	if err != nil {
