@@ -253,6 +253,7 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		RejectOnWorkerLost: s.cfg.TaskRejectOnWorkerLost != nil && *s.cfg.TaskRejectOnWorkerLost,
 		ETAHold:            o.etaHold,
 		MaxIdle:            o.maxIdle,
+		AckGuard:           o.ackGuard,
 		MaxTasks:           o.maxTasks,
 		TaskLimits:         limits,
 		RateLimits:         rates,

@@ -132,3 +132,19 @@ func TestTimeLimitsFromTheMessage(t *testing.T) {
 	assert.Equal(t, "TimeLimitExceeded", hard.ExcType, "%+v", hard)
 	assert.Equal(t, []any{json.Number("1.0")}, hard.ExcMessage)
 }
+
+// A Python client's 64-bit integer header (py-amqp writes the AMQP type 'L', which
+// amqp091-go cannot parse) must not wedge the queue: the task runs like any other.
+func TestPyAmqpLongHeader(t *testing.T) {
+	needCelery(t)
+	s := newSetup(t)
+	p := s.start(t)
+	defer p.stop(t)
+	stdout, stderr, _, err := s.run(t.Context(), client{}, "call", "ccworker.add", "--args", "[1, 2]",
+		"--headers", `{"big": 1099511627776, "nested": {"n": 1099511627776}}`, "--timeout", "20")
+	require.NoError(t, err, stderr)
+	out, err := parseCallOut(stdout)
+	require.NoError(t, err)
+	assert.Equal(t, "SUCCESS", out.State, "%+v\n%s", out, p.out.String())
+	assert.NotContains(t, p.out.String(), "connection lost")
+}

@@ -522,28 +522,46 @@ func Dial(url string, cfg Config) (*amqp.Connection, error) {
 	}
 	tlsCfg := cfg.TLS
 	if tlsCfg != nil {
-		tlsCfg = tlsCfg.Clone() // amqp091 fills in ServerName
+		tlsCfg = tlsCfg.Clone()
 	} else if uri.Scheme == "amqps" {
 		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	var conn *amqp.Connection
-	if tlsCfg != nil {
-		acfg.TLSClientConfig = tlsCfg
-		conn, err = amqp.DialConfig(withScheme(uri, "amqps"), acfg)
-	} else {
-		conn, err = amqp.DialConfig(url, acfg)
+	if tlsCfg != nil && tlsCfg.ServerName == "" {
+		tlsCfg.ServerName = uri.Host // SNI, as amqp091 would set it
 	}
+	// The socket is ours (TLS included, so that the frames can be fixed after
+	// decryption): amqp091 is given a plain amqp:// URL and our connection. Celery users
+	// switch TLS on with broker_use_ssl and keep an amqp:// URL (cyberCommons does).
+	acfg.Dial = dialer(cfg.ConnectTimeout, tlsCfg)
+	uri.Scheme = "amqp"
+	conn, err := amqp.DialConfig(uri.String(), acfg)
 	if err != nil {
 		return nil, classify(err)
 	}
 	return conn, nil
 }
 
-// withScheme rewrites the scheme so amqp091 wraps the socket in TLS: Celery users
-// switch TLS on with broker_use_ssl and keep an amqp:// URL (cyberCommons does).
-func withScheme(u amqp.URI, scheme string) string {
-	u.Scheme = scheme
-	return u.String()
+// dialer opens the TCP connection, does the TLS handshake when tlsCfg is set, and puts
+// fieldFixConn under amqp091.
+func dialer(timeout time.Duration, tlsCfg *tls.Config) func(network, addr string) (net.Conn, error) {
+	base := amqp.DefaultDial(timeout)
+	return func(network, addr string) (net.Conn, error) {
+		c, err := base(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if tlsCfg != nil {
+			tc := tls.Client(c, tlsCfg)
+			_ = c.SetDeadline(time.Now().Add(timeout))
+			if err := tc.Handshake(); err != nil {
+				_ = c.Close()
+				return nil, err
+			}
+			_ = c.SetDeadline(time.Now().Add(timeout)) // the AMQP handshake's; amqp091 clears it
+			c = tc
+		}
+		return newFieldFixConn(c), nil
+	}
 }
 
 // classify marks errors that no retry can fix.

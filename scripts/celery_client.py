@@ -104,7 +104,8 @@ def cmd_call(app, a):
     try:
         r = app.send_task(a.task, args=json.loads(a.args), kwargs=json.loads(a.kwargs),
                           queue=a.queue, countdown=a.countdown, expires=a.expires,
-                          time_limit=a.time_limit, soft_time_limit=a.soft_time_limit)
+                          time_limit=a.time_limit, soft_time_limit=a.soft_time_limit,
+                          headers=json.loads(a.headers) if a.headers else None)
         out['id'] = r.id
         try:
             out['result'] = r.get(timeout=a.timeout, propagate=True)
@@ -351,6 +352,7 @@ def main(argv=None):
     c.add_argument('--countdown', type=float)
     c.add_argument('--expires', type=float, help='seconds from now')
     c.add_argument('--time-limit', type=float, help='hard time limit (s), sent in the message')
+    c.add_argument('--headers', help='JSON object of extra message headers (apply_async(headers=...))')
     c.add_argument('--soft-time-limit', type=float, help='soft time limit (s), sent in the message')
     c.add_argument('--expect-exc', help='exit 0 only if the task raised this exception class')
 

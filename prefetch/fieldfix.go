@@ -1,0 +1,183 @@
+package prefetch
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+)
+
+// fieldFixConn sits under amqp091-go and rewrites, in the content-header frames the
+// broker sends, the field type 'L' to 'l'. py-amqp (every Python Celery client) writes
+// 64-bit integers in message headers as 'L'; RabbitMQ passes them through unchanged, and
+// amqp091-go knows only 'l', so such a message would fail to parse, close the
+// connection, and come back on every reconnect: one Python header like {'n': 2**40}
+// would wedge the queue. Both are 8-byte signed integers (py-amqp packs '>q'), so the
+// rewrite changes nothing else. Anything that does not parse as the frames it expects is
+// passed through untouched.
+type fieldFixConn struct {
+	net.Conn
+	buf  []byte // frame bytes ready for the reader
+	off  int
+	raw  bool // gave up on framing: pass everything through
+	head [7]byte
+}
+
+func newFieldFixConn(c net.Conn) *fieldFixConn { return &fieldFixConn{Conn: c} }
+
+const (
+	frameHeader = 2    // content header frame
+	frameEnd    = 0xCE // every frame ends with it
+	maxFrame    = 1 << 24
+)
+
+func (c *fieldFixConn) Read(p []byte) (int, error) {
+	if c.raw && c.off >= len(c.buf) {
+		return c.Conn.Read(p)
+	}
+	if c.off >= len(c.buf) {
+		if err := c.nextFrame(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, c.buf[c.off:])
+	c.off += n
+	return n, nil
+}
+
+// nextFrame reads one whole frame into buf, fixing it if it is a content header.
+func (c *fieldFixConn) nextFrame() error {
+	if _, err := io.ReadFull(c.Conn, c.head[:1]); err != nil {
+		return err
+	}
+	switch c.head[0] {
+	case 1, 2, 3, 8: // method, header, body, heartbeat
+	default:
+		// Not a frame (e.g. the broker's protocol header refusing our version).
+		c.raw, c.buf, c.off = true, append(c.buf[:0], c.head[0]), 0
+		return nil
+	}
+	if _, err := io.ReadFull(c.Conn, c.head[1:]); err != nil {
+		return err
+	}
+	size := binary.BigEndian.Uint32(c.head[3:7])
+	if size > maxFrame {
+		c.raw, c.buf, c.off = true, append(c.buf[:0], c.head[:]...), 0
+		return nil
+	}
+	total := 7 + int(size) + 1
+	if cap(c.buf) < total {
+		c.buf = make([]byte, total)
+	}
+	c.buf = c.buf[:total]
+	copy(c.buf, c.head[:])
+	if _, err := io.ReadFull(c.Conn, c.buf[7:]); err != nil {
+		return err
+	}
+	c.off = 0
+	if c.head[0] == frameHeader && c.buf[total-1] == frameEnd {
+		fixHeaderFrame(c.buf[7 : total-1])
+	}
+	return nil
+}
+
+// fixHeaderFrame walks a content header payload (class, weight, body size, property
+// flags, then the properties in flag order) to its headers table and fixes it in place.
+func fixHeaderFrame(p []byte) {
+	if len(p) < 14 {
+		return
+	}
+	flags := binary.BigEndian.Uint16(p[12:14])
+	i := 14
+	for more := flags&1 != 0; more && i+2 <= len(p); i += 2 { // continued flag words
+		more = binary.BigEndian.Uint16(p[i:i+2])&1 != 0
+	}
+	for _, bit := range []uint16{1 << 15, 1 << 14} { // content-type, content-encoding
+		if flags&bit != 0 {
+			if i >= len(p) {
+				return
+			}
+			i += 1 + int(p[i])
+		}
+	}
+	if flags&(1<<13) == 0 || i+4 > len(p) {
+		return
+	}
+	n := int(binary.BigEndian.Uint32(p[i : i+4]))
+	if i+4+n <= len(p) {
+		fixTable(p[i+4 : i+4+n])
+	}
+}
+
+// fixTable rewrites 'L' field types in a table's entries (and nested tables and arrays).
+func fixTable(t []byte) bool {
+	for i := 0; i < len(t); {
+		k := int(t[i])
+		i += 1 + k
+		if i >= len(t) {
+			return false
+		}
+		next, ok := fixValue(t, i)
+		if !ok {
+			return false
+		}
+		i = next
+	}
+	return true
+}
+
+// fixValue fixes the value whose type byte is at t[i] and returns the index after it.
+func fixValue(t []byte, i int) (int, bool) {
+	typ := t[i]
+	i++
+	if n := fixedSize(typ); n >= 0 {
+		if typ == 'L' {
+			t[i-1] = 'l'
+		}
+		return i + n, i+n <= len(t)
+	}
+	if i+4 > len(t) {
+		return 0, false
+	}
+	n := int(binary.BigEndian.Uint32(t[i : i+4]))
+	end := i + 4 + n
+	if end > len(t) || n < 0 {
+		return 0, false
+	}
+	switch typ {
+	case 'S', 'x':
+	case 'F':
+		if !fixTable(t[i+4 : end]) {
+			return 0, false
+		}
+	case 'A':
+		for j := i + 4; j < end; {
+			next, ok := fixValue(t[:end], j)
+			if !ok {
+				return 0, false
+			}
+			j = next
+		}
+	default:
+		return 0, false
+	}
+	return end, true
+}
+
+// fixedSize is the size of a fixed-size field value of type typ, or -1.
+func fixedSize(typ byte) int {
+	switch typ {
+	case 'V':
+		return 0
+	case 't', 'b', 'B':
+		return 1
+	case 'U', 'u', 's':
+		return 2
+	case 'I', 'i', 'f':
+		return 4
+	case 'D':
+		return 5
+	case 'l', 'L', 'd', 'T':
+		return 8
+	}
+	return -1
+}
