@@ -54,6 +54,7 @@ type workerOptions struct {
 	etaHold             time.Duration
 	maxIdle             time.Duration
 	ackGuard            time.Duration
+	maxMessageSize      int
 	maxTasks            uint64
 	drainTimeout        time.Duration
 	resultBatchSize     int
@@ -86,6 +87,7 @@ func (o *workerOptions) bind(cmd *cobra.Command) {
 	f.BoolVar(&o.earlyAck, "early-ack", false, "ack when a task starts, as Celery does by default (task_acks_late = False): for tasks that must never run twice; default: ack once the result is durable")
 	f.DurationVar(&o.maxIdle, "max-idle", 0, "exit 0 once no task has arrived for this long and none runs (batch jobs give their allocation back when the queue runs dry); 0 = never")
 	f.DurationVar(&o.ackGuard, "ack-guard", 25*time.Minute, "ack a message unacked this long (a long task), before RabbitMQ's consumer_timeout (30 min by default) closes the channel; keep it below the broker's; 0 = never")
+	f.IntVar(&o.maxMessageSize, "max-message-size", 64<<20, "reject (without requeue, with a log line) a message whose body is larger than this many bytes")
 	f.Uint64Var(&o.maxTasks, "max-tasks", 0, "exit 0 after taking this many tasks; 0 = no limit")
 	f.DurationVar(&o.etaHold, "eta-hold", 10*time.Second, "tasks due within this are held in memory; later ones wait in broker-side delay queues")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long a warm shutdown waits for running tasks")
@@ -254,6 +256,7 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		ETAHold:            o.etaHold,
 		MaxIdle:            o.maxIdle,
 		AckGuard:           o.ackGuard,
+		MaxMessageSize:     o.maxMessageSize,
 		MaxTasks:           o.maxTasks,
 		TaskLimits:         limits,
 		RateLimits:         rates,

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,4 +188,15 @@ func TestAckGuardAcksLongTasksEarly(t *testing.T) {
 	assert.Equal(t, results.StatusSuccess, h.record().Status, "the task still finishes and stores its result")
 	h.writer.answer(nil)
 	h.noSettlement(50 * time.Millisecond) // not acked twice
+}
+
+func TestOversizedMessageIsRejected(t *testing.T) {
+	h := start(t, withConfig(func(c *worker.Config) { c.MaxMessageSize = 150 }))
+	r := req(tasks.EchoName, strings.Repeat("x", 200))
+	tag := h.send(r)
+	s := h.settlement()
+	assert.Equal(t, settlement{tag: tag}, s, "rejected without requeue")
+	h.noRecord(20 * time.Millisecond)
+	tag = h.send(req(tasks.NoopName)) // and the worker goes on
+	acked(t, h.settlement(), tag)
 }

@@ -102,6 +102,9 @@ type Config struct {
 	RateLimits       map[string]float64
 	DefaultRateLimit float64
 
+	// MaxMessageSize refuses (rejects without requeue) a message whose body is larger,
+	// before decoding it; 0 = protocol.MaxBodySize.
+	MaxMessageSize int
 	// AckGuard acks a message that has stayed unacked this long (a long task, a long
 	// wait for its rate limit) before RabbitMQ's consumer_timeout (30 min by default)
 	// closes the channel, which would put every unacked message back and run them again.
@@ -181,6 +184,9 @@ func New(cfg Config, reg *tasks.Registry, broker Broker, rw ResultWriter, log *z
 	p, err := pool.New(cfg.Concurrency)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = protocol.MaxBodySize
 	}
 	if cfg.ETAHold == 0 {
 		cfg.ETAHold = 10 * time.Second
@@ -288,6 +294,11 @@ func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
 		}
 	}
 	w.stats.Received.Add(1)
+	if max := w.cfg.MaxMessageSize; len(d.Body) > max {
+		w.refuse(d, fmt.Errorf("%w: body of %d bytes is over the %d-byte limit (--max-message-size)",
+			protocol.ErrInvalidTask, len(d.Body), max))
+		return
+	}
 	req, err := protocol.Decode(protocol.Message{
 		ContentType: d.ContentType, ContentEncoding: d.ContentEncoding, Headers: d.Headers,
 		Body: d.Body, CorrelationID: d.CorrelationID, ReplyTo: d.ReplyTo, Priority: d.Priority,
