@@ -200,3 +200,48 @@ func TestOversizedMessageIsRejected(t *testing.T) {
 	tag = h.send(req(tasks.NoopName)) // and the worker goes on
 	acked(t, h.settlement(), tag)
 }
+
+// The rest of the bad-input catalogue (docs/reliability.md): each case is settled as
+// Celery would, logged, and the worker goes on.
+func TestBadInputCatalogue(t *testing.T) {
+	good, err := protocol.EncodeV2(req(tasks.NoopName))
+	require.NoError(t, err)
+	withBody := func(body string) protocol.Message {
+		m := good
+		m.Body = []byte(body)
+		return m
+	}
+	h := start(t)
+
+	// args not a list: rejected without requeue.
+	tag := h.deliver(withBody(`[{"a": 1}, {}, {}]`))
+	assert.Equal(t, settlement{tag: tag}, h.settlement(), "args not a list")
+	// invalid UTF-8 in a JSON body: undecodable, acked and dropped with a log line, as
+	// Celery does (json.loads raises, on_decode_error acks).
+	tag = h.deliver(withBody("[[], {}, {\"callbacks\": null, \"x\": \"\xff\xfe\"}]"))
+	acked(t, h.settlement(), tag)
+
+	// a task name with control characters: unknown, FAILURE NotRegistered, rejected.
+	r := req("ccworker.add\n\x1b[31m")
+	tag = h.send(r)
+	rec := h.record()
+	assert.Equal(t, "NotRegistered", exc(t, rec).Type)
+	assert.Equal(t, settlement{tag: tag}, h.settlement())
+
+	// an absurd ETA (the year 9999) is parked, not held: no memory, no unacked message.
+	r = req(tasks.NoopName)
+	r.ETA = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	tag = h.send(r)
+	acked(t, h.settlement(), tag)
+
+	// an expiry long past: REVOKED 'expired'.
+	r = req(tasks.NoopName)
+	r.Expires = time.Date(1970, 1, 2, 0, 0, 0, 0, time.UTC)
+	tag = h.send(r)
+	assert.Equal(t, []any{"expired"}, exc(t, h.record()).Message)
+	acked(t, h.settlement(), tag)
+
+	// and the worker goes on.
+	tag = h.send(req(tasks.AddName, int64(1), int64(2)))
+	acked(t, h.settlement(), tag)
+}
