@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,8 +53,9 @@ func TestConsumerTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	long := &protocol.Request{ID: "long-task", Task: "ccworker.sleep", Args: []any{int64(120)}, Kwargs: map[string]any{}}
-	later := &protocol.Request{ID: "eta-task", Task: "ccworker.add", Args: []any{int64(1), int64(2)},
+	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
+	long := &protocol.Request{ID: "long-task-" + suffix, Task: "ccworker.sleep", Args: []any{int64(120)}, Kwargs: map[string]any{}}
+	later := &protocol.Request{ID: "eta-task-" + suffix, Task: "ccworker.add", Args: []any{int64(1), int64(2)},
 		Kwargs: map[string]any{}, ETA: time.Now().Add(120 * time.Second).UTC()}
 	send(long)
 	send(later)
@@ -71,6 +73,11 @@ func TestConsumerTimeout(t *testing.T) {
 		_ = client.Disconnect(ctx)
 	}()
 	coll := client.Database(queue).Collection("celery_taskmeta")
+	{ // a fresh database: a failed earlier run keeps its own
+		ctx, cancel := ctxTimeout(20 * time.Second)
+		_ = client.Database(queue).Drop(ctx)
+		cancel()
+	}
 
 	w := startWorker(t, "consumer-timeout", newLedger(), "-b", ccworkerBrokerURL,
 		"--result-backend", mongoURL+queue, "-Q", queue, "-c", "4", "-n", "timeout@chaos", "-l", "INFO",
@@ -95,7 +102,7 @@ func TestConsumerTimeout(t *testing.T) {
 	if !strings.Contains(out, "--ack-guard") {
 		t.Errorf("the long task was not acked by the guard:\n%s", tail(out, 30))
 	}
-	if strings.Count(out, `Task ccworker.sleep[long-task] received`) != 1 {
+	if strings.Count(out, "Task ccworker.sleep["+long.ID+"] received") != 1 {
 		t.Errorf("the long task was delivered more than once:\n%s", tail(out, 30))
 	}
 	_ = w.cmd.Process.Signal(syscall.SIGTERM)
