@@ -53,7 +53,6 @@ type faultCtx struct {
 	queue   string
 	led     *ledger
 	workers []*proc
-	args    []string
 	// set by the fault
 	faultStart, faultEnd time.Time
 	queueDuringFault     string // rabbitmqctl list_queues line sampled mid-fault

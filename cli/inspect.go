@@ -208,6 +208,7 @@ func (o *remoteOptions) timeoutDuration() time.Duration {
 	return time.Duration(o.timeout * float64(time.Second))
 }
 
+//lint:ignore ST1005 Celery's own wording, which scripts grep for
 var errNoReply = errors.New("No nodes replied within time constraint")
 
 // broadcast sends method, prints the replies and picks the exit status.
