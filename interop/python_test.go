@@ -12,14 +12,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestPythonTasks runs a cybercomq-style task library (testdata/pylib/mylib, imported
+// TestPythonTasks runs a cybercomq-style task library (../tasks/python/testdata/pylib/mylib, imported
 // through the config's imports) on ccworker's Python pool and checks what Debian's Celery
 // client sees: results, the task's own exception class, self.retry() and the soft time
 // limit.
 func TestPythonTasks(t *testing.T) {
 	s := newSetup(t)
 	needCelery(t)
-	lib, err := filepath.Abs("testdata/pylib")
+	lib, err := filepath.Abs("../tasks/python/testdata/pylib")
 	require.NoError(t, err)
 	f, err := os.OpenFile(s.config, os.O_APPEND|os.O_WRONLY, 0)
 	require.NoError(t, err)
