@@ -417,9 +417,7 @@ func TestNoOrphan(t *testing.T) {
 // not hold the task past ioWait by keeping the output pipe open.
 func TestEscapedProcess(t *testing.T) {
 	setsid, err := exec.LookPath("setsid")
-	if err != nil {
-		t.Skip("no setsid")
-	}
+	require.NoError(t, err, "setsid (util-linux, essential on Debian) starts the escaping process")
 	dir := t.TempDir()
 	s := script(t, fmt.Sprintf(`%[1]s sh -c 'echo $$ > %[2]s/esc; exec sleep 30' &
 while [ ! -s %[2]s/esc ]; do sleep 0.01; done; echo started`, setsid, dir))
@@ -430,6 +428,9 @@ while [ ! -s %[2]s/esc ]; do sleep 0.01; done; echo started`, setsid, dir))
 	defer func() { _ = syscall.Kill(pid, syscall.SIGKILL) }()
 	assert.Equal(t, "started\n", v.(map[string]any)["stdout"])
 	assert.Less(t, time.Since(t0), ioWait+3*time.Second)
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(t, err, "the escaped process is out of the group's reach")
+	assert.NotContains(t, string(stat), ") Z ", "and still running, not a zombie")
 }
 
 func TestCancelledBeforeStart(t *testing.T) {
