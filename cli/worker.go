@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -135,7 +136,7 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 	if err := registerCommands(reg, s.cfg, log); err != nil {
 		return usageError{err}
 	}
-	for _, name := range sortedKeys(s.cfg.TaskAliases) {
+	for _, name := range slices.Sorted(maps.Keys(s.cfg.TaskAliases)) {
 		if err := reg.Alias(name, s.cfg.TaskAliases[name]); err != nil {
 			return usageError{fmt.Errorf("ccworker_task_aliases: %w", err)}
 		}
@@ -693,13 +694,4 @@ func orDefault(s, d string) string {
 		return d
 	}
 	return s
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

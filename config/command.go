@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -73,7 +75,7 @@ func ParseCommands(v any) (map[string]CommandSpec, error) {
 		return nil, nil
 	case map[string]any:
 		out := make(map[string]CommandSpec, len(v))
-		for _, name := range sortedKeys(v) {
+		for _, name := range slices.Sorted(maps.Keys(v)) {
 			if strings.TrimSpace(name) == "" {
 				return nil, fmt.Errorf("%w: empty task name", ErrInvalidValue)
 			}
@@ -95,7 +97,7 @@ func ParseCommands(v any) (map[string]CommandSpec, error) {
 
 func parseCommand(d map[string]any) (CommandSpec, error) {
 	var c CommandSpec
-	for _, k := range sortedKeys(d) {
+	for _, k := range slices.Sorted(maps.Keys(d)) {
 		known := false
 		for _, ck := range commandKeys {
 			known = known || k == ck

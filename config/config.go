@@ -4,8 +4,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -731,7 +733,7 @@ func parseQueues(v any) ([]Queue, error) {
 		}
 	case map[string]any:
 		// Celery's compat form: {name: {exchange: ..., routing_key: ...}}.
-		for _, name := range sortedKeys(v) {
+		for _, name := range slices.Sorted(maps.Keys(v)) {
 			d, ok := v[name].(map[string]any)
 			if !ok {
 				return nil, wrongType("a dict of queue name -> dict", v[name])

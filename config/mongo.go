@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -314,7 +316,7 @@ func ParseMongoBackend(rawURL string, settings map[string]any) (MongoBackend, er
 		switch o := o.(type) {
 		case nil:
 		case map[string]any:
-			for _, k := range sortedKeys(o) {
+			for _, k := range slices.Sorted(maps.Keys(o)) {
 				if err := addSettingOpt(k, o[k]); err != nil {
 					return MongoBackend{}, err
 				}
@@ -323,7 +325,7 @@ func ParseMongoBackend(rawURL string, settings map[string]any) (MongoBackend, er
 			return fail("mongodb_backend_settings['options'] must be a dict, got %s", pyTypeName(o))
 		}
 	}
-	for _, k := range sortedKeys(s) {
+	for _, k := range slices.Sorted(maps.Keys(s)) {
 		if err := addSettingOpt(k, s[k]); err != nil {
 			return MongoBackend{}, err
 		}
@@ -509,7 +511,7 @@ func ParseMongoBackend(rawURL string, settings map[string]any) (MongoBackend, er
 	b.WriteByte('/')
 	if len(out) > 0 {
 		b.WriteByte('?')
-		for i, k := range sortedKeys(out) {
+		for i, k := range slices.Sorted(maps.Keys(out)) {
 			if i > 0 {
 				b.WriteByte('&')
 			}
@@ -534,13 +536,4 @@ func escapeAll(s string) string {
 		fmt.Fprintf(&b, "%%%02X", c)
 	}
 	return b.String()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -5,10 +5,13 @@
 package results
 
 import (
+	"maps"
 	"math"
 	"math/big"
+	"slices"
 	"time"
 
+	"github.com/ccworker/ccworker/protocol"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -127,7 +130,7 @@ func portableArray(a []any) bson.A {
 // FerretDB store, and that pymongo reads back as Python would have written it:
 //   - ints that fit in 32 bits become int32, as pymongo writes them;
 //   - integers beyond 64 bits become their decimal string (BSON has no such type);
-//   - an array directly inside an array becomes its JSON-like text, because FerretDB
+//   - an array directly inside an array becomes its JSON text, because FerretDB
 //     rejects nested arrays (real MongoDB accepts them; we write only what both accept);
 //   - infinite floats become "Infinity"/"-Infinity", which FerretDB also rejects.
 func portableValue(v any, inArray bool) any {
@@ -154,12 +157,16 @@ func portableValue(v any, inArray bool) any {
 		return x
 	case []any:
 		if inArray {
-			return textOf(x)
+			// Python's JSON of the array: json.loads gives the value back.
+			if text, err := protocol.AppendJSON(nil, x); err == nil {
+				return string(text)
+			}
+			return nil
 		}
 		return portableArray(x)
 	case map[string]any:
 		d := make(bson.D, 0, len(x))
-		for _, k := range sortedKeys(x) {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			d = append(d, bson.E{Key: k, Value: portableValue(x[k], false)})
 		}
 		return d
