@@ -125,9 +125,13 @@ func (p *Pool) Submit(ctx context.Context, job Job) error {
 func (p *Pool) run(job Job) {
 	defer func() {
 		<-p.slots
-		p.completed.Add(1)
 		p.wg.Done()
 	}()
+	done := job.Done
+	job.Done = func(o Outcome) {
+		p.completed.Add(1) // counted before the callback, so Stats agree with what callers saw
+		done(o)
+	}
 	ctx, cancel := p.jobContext(job)
 	defer cancel()
 	start := time.Now()
