@@ -7,6 +7,9 @@ package slurmtest
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -36,6 +39,7 @@ type logLine struct {
 	TS    time.Time
 	Msg   string `json:"msg"`
 	Jobs  int    `json:"jobs"`
+	URL   string `json:"url"`
 }
 
 func (a *allocator) lines() []logLine {
@@ -251,8 +255,26 @@ func TestAllocateFollowsTheQueue(t *testing.T) {
 	jobs := watchJobs(t, name)
 	idsFile, _ := s.publish(t, "ccworker.sleep", "[0.01]", n)
 
+	// --dry-run and status: what it would do, nothing submitted
+	for _, sub := range [][]string{{"--dry-run"}, {"status"}} {
+		args := append([]string{"allocate"}, sub...)
+		args = append(args, "--config", s.config, "-Q", s.queue, "--name", name, "--max-jobs", strconv.Itoa(maxJobs))
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		require.NoError(t, err, "%v: %s", args, out)
+		t.Logf("ccworker %s:\n%s", strings.Join(args, " "), out)
+		assert.Contains(t, string(out), fmt.Sprintf("%d ready, 0 consumers", n))
+		assert.Contains(t, string(out), "jobs: 0 pending, 0 running")
+		assert.Contains(t, string(out), "submit 4 job(s)")
+		if sub[0] == "--dry-run" {
+			assert.Regexp(t, `would run: sbatch --parsable --job-name=`+name+` .*--array=0-3 `, string(out))
+		}
+	}
+	time.Sleep(time.Second)
+	elements, _, _, _, _ := jobs.snapshot()
+	require.Zero(t, elements, "--dry-run and status submit nothing")
+
 	t0 := time.Now()
-	a := s.startAllocator(t, name, maxJobs)
+	a := s.startAllocator(t, name, maxJobs, "--metrics-addr", "127.0.0.1:0", "--", "-c", "2")
 	a.waitLog(t, "backlog seen", 1, 30*time.Second)
 	s.waitAll(t, idsFile, 4*time.Minute)
 	a.waitLog(t, "all allocations released", 1, 2*time.Minute)
@@ -292,6 +314,14 @@ func TestAllocateFollowsTheQueue(t *testing.T) {
 	// poll + min interval, plus the publish and the squeue/sbatch calls on a slow machine
 	assert.Less(t, delay, 2500*time.Millisecond+15*time.Second, "burst -> submission")
 	assert.Equal(t, n+burst, s.succeeded(t))
+	metrics := a.waitLog(t, "serving metrics", 1, time.Second)
+	resp, err := http.Get(metrics.URL)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	assert.Contains(t, string(body), fmt.Sprintf("ccworker_allocate_submitted_jobs_total %d", submitted2))
+	assert.Contains(t, string(body), "ccworker_allocate_sbatch_failures_total 0")
+	assert.Contains(t, string(body), `ccworker_allocate_queue_ready{queue="`+s.queue+`"} 0`)
 	a.stop(t, syscall.SIGTERM)
 	assert.NoError(t, a.err, "allocator exit on SIGTERM")
 }
@@ -432,4 +462,38 @@ func TestAllocateJobCancelledMidWork(t *testing.T) {
 	idFilter := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "status", Value: "SUCCESS"}}
 	assert.Equal(t, n, s.count(t, idFilter), "every task SUCCESS")
 	assert.Equal(t, 0, readyCount(t, s.amqpURL, s.queue))
+}
+
+// TestAllocateNodesMode: --mode nodes submits the nodes script, one job of
+// --workers-per-job nodes for each step of the backlog; both workers of the job work.
+func TestAllocateNodesMode(t *testing.T) {
+	const n = 150 // want 2 workers at 100 per worker: one job of 2 nodes
+	s := newSetup(t)
+	name := testenv.Name(t, "alloc")
+	jobs := watchJobs(t, name)
+	idsFile, _ := s.publish(t, "ccworker.sleep", "[0.02]", n)
+
+	a := s.startAllocator(t, name, 2, "--mode", "nodes", "--workers-per-job", "2",
+		"--sbatch-arg=--output="+filepath.Join(s.dir, "%x-%j.out"))
+	s.waitAll(t, idsFile, 2*time.Minute)
+	a.waitLog(t, "all allocations released", 1, 2*time.Minute)
+	jobs.waitNoJobs(t, time.Minute)
+	lines, submitted := a.count("submitted")
+	elements, maxActive, _, _, _ := jobs.snapshot()
+	workers := map[string]int{}
+	for _, d := range s.docs(t) {
+		workers[d.Worker]++
+	}
+	t.Logf("nodes mode: %d job(s) in %d call(s); squeue saw %d (max %d active); results per worker %v",
+		submitted, lines, elements, maxActive, workers)
+	assert.Equal(t, 1, submitted)
+	assert.Equal(t, 1, elements)
+	assert.Len(t, workers, 2, "the job's two workers ran tasks")
+	assert.Equal(t, n, s.succeeded(t))
+	logs := readLogs(t, filepath.Join(s.dir, name+"-*.out"))
+	require.Len(t, logs, 1)
+	for _, l := range logs {
+		assert.Contains(t, l, "(2 node(s))")
+		assert.Equal(t, 2, strings.Count(l, "(--max-idle): stopping"), "both workers leave by --max-idle")
+	}
 }
