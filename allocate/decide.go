@@ -21,6 +21,7 @@ type Limits struct {
 	WorkersPerJob    int           // workers one job starts (nodes of a job; 1 per array element)
 	BacklogPerWorker int           // ready messages that justify one worker (>= 1)
 	MaxPending       int           // our jobs waiting in Slurm's queue at once (HyperQueue's --backlog); 0 = MaxJobs
+	PendingReserve   int           // while messages wait, keep at least this many of our jobs pending (<= max pending)
 	MinInterval      time.Duration // between two submissions
 	FailLimit        int           // consecutive sbatch failures that pause submissions; 0 = never pause
 	ProbeInterval    time.Duration // while paused: one trial submission (one job) this often
@@ -43,6 +44,8 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("intervals must not be negative")
 	case l.FailLimit < 0:
 		return fmt.Errorf("fail limit %d: must not be negative", l.FailLimit)
+	case l.PendingReserve < 0 || l.PendingReserve > l.maxPending():
+		return fmt.Errorf("pending reserve %d: must be between 0 and max pending %d", l.PendingReserve, l.maxPending())
 	case l.MaxWorkers > 0 && l.MaxWorkers < l.WorkersPerJob:
 		return fmt.Errorf("max workers %d is below workers per job %d: no job could ever start", l.MaxWorkers, l.WorkersPerJob)
 	}
@@ -97,12 +100,18 @@ func Decide(s State, l Limits) Decision {
 		d.Reason = "no backlog"
 		return d
 	}
-	if d.Have >= d.Want {
+	n := ceilDiv(d.Want-d.Have, l.WorkersPerJob)
+	why := fmt.Sprintf("%d ready: want %d worker(s), have %d", s.Ready, d.Want, d.Have)
+	if r := l.PendingReserve - s.Pending; r > n {
+		// Keep jobs queued ahead of need while work waits, so the next allocation is
+		// already near the front of Slurm's queue when a running one ends.
+		n = r
+		why += fmt.Sprintf("; pending reserve %d (%d pending)", l.PendingReserve, s.Pending)
+	}
+	if n <= 0 {
 		d.Reason = fmt.Sprintf("%d ready: %d worker(s) running or pending are enough (want %d)", s.Ready, d.Have, d.Want)
 		return d
 	}
-	n := ceilDiv(d.Want-d.Have, l.WorkersPerJob)
-	why := fmt.Sprintf("%d ready: want %d worker(s), have %d", s.Ready, d.Want, d.Have)
 	limit := func(room int, what string) {
 		if room < n {
 			n = max(room, 0)

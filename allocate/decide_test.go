@@ -24,6 +24,8 @@ func TestDecide(t *testing.T) {
 	capped.MaxWorkers = 2
 	oneAtATime := l
 	oneAtATime.MaxPending = 1
+	reserve := l
+	reserve.PendingReserve = 2
 	for _, tc := range []struct {
 		name   string
 		s      State
@@ -46,6 +48,11 @@ func TestDecide(t *testing.T) {
 		{"max workers", State{Now: t0, Ready: 2000}, capped, 2, "max workers 2"},
 		{"nodes per job", State{Now: t0, Ready: 300}, nodes, 2, "submit 2"},
 		{"nodes per job, limit in workers", State{Now: t0, Ready: 2000, Running: 1, Consumers: 2}, nodes, 2, "max jobs 3"},
+		{"reserve: keep jobs queued while work waits", State{Now: t0, Ready: 50, Running: 1, Consumers: 1}, reserve, 2, "pending reserve 2 (0 pending)"},
+		{"reserve kept", State{Now: t0, Ready: 50, Running: 1, Consumers: 1, Pending: 2}, reserve, 0, "are enough"},
+		{"reserve topped up", State{Now: t0, Ready: 50, Running: 1, Consumers: 1, Pending: 1}, reserve, 1, "pending reserve 2 (1 pending)"},
+		{"reserve within max jobs", State{Now: t0, Ready: 50, Running: 3, Consumers: 3}, reserve, 1, "max jobs 4"},
+		{"no reserve without backlog", State{Now: t0, Running: 1, Consumers: 1}, reserve, 0, "no backlog"},
 		{"min interval", State{Now: t0, Ready: 2000, LastAttempt: t0.Add(-5 * time.Second)}, l, 0, "next submission allowed in 5s"},
 		{"min interval over", State{Now: t0, Ready: 2000, LastAttempt: t0.Add(-10 * time.Second)}, l, 4, "submit 4"},
 		{"failures below limit retry at min interval", State{Now: t0, Ready: 2000, Failures: 2, LastAttempt: t0.Add(-10 * time.Second)}, l, 4, "submit 4"},
@@ -72,6 +79,8 @@ func TestLimitsValidate(t *testing.T) {
 		func(l *Limits) { l.MinInterval = -time.Second },
 		func(l *Limits) { l.FailLimit = -1 },
 		func(l *Limits) { l.WorkersPerJob, l.MaxWorkers = 4, 2 },
+		func(l *Limits) { l.PendingReserve = -1 },
+		func(l *Limits) { l.PendingReserve = 5 }, // above max pending (= max jobs 4)
 	} {
 		l := baseLimits()
 		mod(&l)
@@ -91,6 +100,7 @@ func TestDecideNeverOverSubmits(t *testing.T) {
 			MaxPending: rng.IntN(4), MinInterval: time.Duration(rng.IntN(5)) * time.Second,
 			FailLimit: rng.IntN(4), ProbeInterval: time.Duration(5+rng.IntN(20)) * time.Second,
 		}
+		l.PendingReserve = rng.IntN(l.maxPending() + 1)
 		if rng.IntN(2) == 0 {
 			l.MaxWorkers = l.WorkersPerJob * (1 + rng.IntN(l.MaxJobs))
 		}
@@ -138,7 +148,8 @@ func TestDecideNeverOverSubmits(t *testing.T) {
 			require.LessOrEqual(t, ours, l.MaxJobs, "jobs: %+v %+v %s", s, l, d.Reason)
 			require.LessOrEqual(t, ours*l.WorkersPerJob, l.maxWorkers(), "workers: %+v %+v", s, l)
 			require.LessOrEqual(t, s.Pending, l.maxPending(), "pending: %+v %+v", s, l)
-			require.LessOrEqual(t, d.Submit*l.WorkersPerJob, d.Want-d.Have+l.WorkersPerJob-1, "more workers than the backlog wants: %+v", d)
+			extra := max(d.Want-d.Have+l.WorkersPerJob-1, (l.PendingReserve-(s.Pending-d.Submit))*l.WorkersPerJob)
+			require.LessOrEqual(t, d.Submit*l.WorkersPerJob, extra, "more than the backlog and the reserve want: %+v", d)
 		}
 	}
 }

@@ -76,6 +76,7 @@ func (s *Settings) setters() map[string]setter {
 		"workers_per_job":    integer(&s.Limits.WorkersPerJob),
 		"backlog_per_worker": integer(&s.Limits.BacklogPerWorker),
 		"max_pending":        integer(&s.Limits.MaxPending),
+		"pending_reserve":    integer(&s.Limits.PendingReserve),
 		"min_interval":       seconds(&s.Limits.MinInterval),
 		"fail_limit":         integer(&s.Limits.FailLimit),
 		"probe_interval":     seconds(&s.Limits.ProbeInterval),

@@ -72,6 +72,10 @@ type Slurm struct {
 	SbatchArgs    []string // more sbatch options
 	User          string   // squeue -u (default: the current user)
 	Env           []string // added to sbatch's environment (exported to the job)
+	// Timeout bounds one sbatch or squeue call (default 2 min), so a hung slurmctld
+	// cannot stall the allocator; a timed-out sbatch counts as a failure (if Slurm took
+	// the job after all, the next squeue shows it, so it is still counted).
+	Timeout time.Duration
 
 	// run runs a command; tests replace it. nil = os/exec.
 	run func(ctx context.Context, stdin []byte, env []string, name string, args ...string) ([]byte, error)
@@ -82,11 +86,18 @@ type Slurm struct {
 func (s *Slurm) Comment() string { return "ccworker-allocate:" + s.Name }
 
 func (s *Slurm) exec(ctx context.Context, name string, args ...string) ([]byte, error) {
+	timeout := s.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	if s.run != nil {
 		return s.run(ctx, nil, s.Env, name, args...)
 	}
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), s.Env...)
+	cmd.WaitDelay = 5 * time.Second // a child holding the pipes open must not outlive the timeout
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

@@ -137,5 +137,16 @@ func TestSettingsApply(t *testing.T) {
 	}
 	assert.Equal(t, "sbatch-arg", FlagName("ccworker_allocate_sbatch_args"))
 	assert.Equal(t, "max-jobs", FlagName("ccworker_allocate_max_jobs"))
-	assert.Len(t, Keys(), 19)
+	assert.Len(t, Keys(), 20)
+}
+
+func TestSlurmCommandTimeout(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(dir+"/squeue", []byte("#!/bin/sh\nexec sleep 30\n"), 0o755))
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	s := &Slurm{Name: "x", Timeout: 200 * time.Millisecond}
+	start := time.Now()
+	_, err := s.Jobs(context.Background())
+	assert.Error(t, err)
+	assert.Less(t, time.Since(start), 20*time.Second)
 }

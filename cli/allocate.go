@@ -81,6 +81,7 @@ func bindLimits(f *pflag.FlagSet, s *allocate.Settings) {
 	f.IntVar(&s.Limits.WorkersPerJob, "workers-per-job", s.Limits.WorkersPerJob, "workers (nodes) per job; more than 1 needs --mode nodes")
 	f.IntVar(&s.Limits.BacklogPerWorker, "backlog-per-worker", s.Limits.BacklogPerWorker, "ready messages that justify one more worker")
 	f.IntVar(&s.Limits.MaxPending, "max-pending", 0, "most jobs waiting in Slurm's queue at once (default: max-jobs)")
+	f.IntVar(&s.Limits.PendingReserve, "pending-reserve", 0, "while messages wait, keep at least this many jobs pending, ahead of need (at most max-pending)")
 	f.DurationVar(&s.Limits.MinInterval, "min-interval", s.Limits.MinInterval, "least time between two submissions")
 	f.IntVar(&s.Limits.FailLimit, "fail-limit", s.Limits.FailLimit, "sbatch failures in a row that pause submissions (0 = never pause)")
 	f.DurationVar(&s.Limits.ProbeInterval, "probe-interval", s.Limits.ProbeInterval, "while paused, try one job this often")
