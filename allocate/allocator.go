@@ -283,6 +283,10 @@ func (a *Allocator) logLine(st Status, msg string, extra ...zap.Field) {
 		return
 	}
 	a.lastLine, a.lastLineAt = key, now
+	if st.Err != "" {
+		a.log.Warn(msg, append(extra, zap.String("status", line))...)
+		return
+	}
 	a.log.Info(msg, append(extra, zap.String("status", line))...)
 }
 
@@ -300,7 +304,10 @@ func StatusLine(st Status) string {
 		}
 		fmt.Fprintf(&b, "%s: %d ready %d consumers", q.Name, q.Ready, q.Consumers)
 	}
-	fmt.Fprintf(&b, "; jobs: %d pending %d running", st.Pending, st.Running)
+	if len(st.Queues) > 0 {
+		b.WriteString("; ")
+	}
+	fmt.Fprintf(&b, "jobs: %d pending %d running", st.Pending, st.Running)
 	for _, s := range slices.Sorted(maps.Keys(st.Jobs)) {
 		fmt.Fprintf(&b, " %s=%d", s, st.Jobs[s])
 	}
