@@ -118,6 +118,9 @@ func (s *setup) startAllocator(t *testing.T, name string, maxJobs int, extra ...
 	a.cmd = exec.Command(binary, args...)
 	a.cmd.Dir = s.dir
 	a.cmd.Stdout, a.cmd.Stderr = a.proc, a.proc
+	// Killed with the test binary (a timeout, a kill), so it cannot go on submitting jobs
+	// for a queue nobody cleans up; its jobs end by --max-idle or --time=5 anyway.
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, a.cmd.Start())
 	go func() { a.err = a.cmd.Wait(); close(a.done) }()
 	t.Cleanup(func() {
@@ -235,15 +238,6 @@ func (s *setup) succeeded(t *testing.T) int {
 	return s.count(t, bson.D{{Key: "status", Value: "SUCCESS"}})
 }
 
-func latency(a *allocator, prefix string) string {
-	for _, l := range a.lines() {
-		if strings.HasPrefix(l.Msg, prefix) {
-			return strings.Fields(strings.TrimPrefix(l.Msg, prefix))[0]
-		}
-	}
-	return "?"
-}
-
 // TestAllocateFollowsTheQueue: 2,000 tasks make the allocator submit jobs up to its limit
 // (4) and no more; the queue drains, every allocation is released and nothing more is
 // submitted while idle; then a burst gets a new job within poll + min interval, and is
@@ -292,8 +286,8 @@ func TestAllocateFollowsTheQueue(t *testing.T) {
 	t.Logf("TIMING allocate backlog %d x sleep 0.01 (max jobs %d, -c 2, worker max idle 3s, poll 0.5s): "+
 		"allocator start -> first job running %v (allocator: backlog seen -> first job running %s); "+
 		"last result -> last job ended %v (allocator: queue dry -> all released %s); submissions %d sbatch call(s), %d jobs",
-		n, maxJobs, firstRun.Sub(t0).Round(time.Millisecond), latency(a, "first job running "),
-		lastEnd.Sub(lastDone).Round(time.Millisecond), latency(a, "all allocations released "), subLines, submitted)
+		n, maxJobs, firstRun.Sub(t0).Round(time.Millisecond), lastLatency(a, "first job running "),
+		lastEnd.Sub(lastDone).Round(time.Millisecond), lastLatency(a, "all allocations released "), subLines, submitted)
 
 	// burst after the idle period
 	const burst = 50
@@ -326,6 +320,7 @@ func TestAllocateFollowsTheQueue(t *testing.T) {
 	assert.NoError(t, a.err, "allocator exit on SIGTERM")
 }
 
+// lastLatency is the duration in the allocator's last line starting with prefix.
 func lastLatency(a *allocator, prefix string) string {
 	v := "?"
 	for _, l := range a.lines() {
@@ -403,9 +398,10 @@ func TestAllocatePausesOnSbatchFailures(t *testing.T) {
 	assert.Equal(t, 2, failed, "warnings before the pause")
 	assert.Equal(t, 1, paused, "one line for the pause")
 
+	tFix := time.Now() // a probe may land while scontrol still runs
 	out, err := exec.Command("scontrol", "create", "PartitionName="+part, "Nodes=ALL", "State=UP", "MaxTime=INFINITE").CombinedOutput()
 	require.NoError(t, err, "scontrol create partition: %s", out)
-	tFix := time.Now()
+	t.Logf("scontrol create took %v", time.Since(tFix).Round(time.Millisecond))
 	resumed := a.waitLog(t, "resuming submissions", 1, 30*time.Second)
 	s.waitAll(t, idsFile, 2*time.Minute)
 	a.waitLog(t, "all allocations released", 1, 2*time.Minute)
