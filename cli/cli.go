@@ -105,7 +105,7 @@ difference. Flags mirror 'celery worker'; settings come from celeryconfig.py.`,
 			fmt.Fprintf(cmd.OutOrStdout(), "ccworker %s (Celery task protocol 1 and 2)\n", version)
 		},
 	})
-	cmd.AddCommand(newInspectCommand(), newControlCommand(), newCallCommand(), newPurgeCommand())
+	cmd.AddCommand(newInspectCommand(), newControlCommand(), newCallCommand(), newPurgeCommand(), newAllocateCommand())
 	return cmd
 }
 

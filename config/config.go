@@ -647,8 +647,9 @@ func build(file string, raw map[string]any, rawPos map[string]pos, env func(stri
 	}
 
 	for k := range vals {
-		// Names starting with '_' are private helpers, never settings.
-		if !r.used[k] && !strings.HasPrefix(k, "_") {
+		// Names starting with '_' are private helpers, never settings; ccworker_allocate_*
+		// are read by `ccworker allocate` (package allocate), not by the worker.
+		if !r.used[k] && !strings.HasPrefix(k, "_") && !strings.HasPrefix(k, "ccworker_allocate_") {
 			c.Ignored = append(c.Ignored, k)
 		}
 	}
