@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ccworker/ccworker/config/pyliteral"
 )
 
 // DefaultBrokerURL is Celery's effective default broker.
@@ -226,7 +228,7 @@ func BrokerTLSConfig(v any, host string) (*tls.Config, error) {
 	case map[string]any:
 		return brokerTLSFromDict(v, host)
 	}
-	return nil, fmt.Errorf("%w: want True, False or a dict, got %s", ErrBrokerTLS, pyTypeName(v))
+	return nil, fmt.Errorf("%w: want True, False or a dict, got %s", ErrBrokerTLS, pyliteral.TypeName(v))
 }
 
 var brokerTLSKeys = map[string]bool{"keyfile": true, "certfile": true, "ca_certs": true, "cert_reqs": true, "server_hostname": true, "ssl_version": true, "ciphers": true}
@@ -249,7 +251,7 @@ func brokerTLSFromDict(d map[string]any, host string) (*tls.Config, error) {
 		case string:
 			return s, nil
 		default:
-			return "", fmt.Errorf("%w: %s must be a string, got %s", ErrBrokerTLS, k, pyTypeName(s))
+			return "", fmt.Errorf("%w: %s must be a string, got %s", ErrBrokerTLS, k, pyliteral.TypeName(s))
 		}
 	}
 	keyfile, err := str("keyfile")
@@ -273,7 +275,7 @@ func brokerTLSFromDict(d map[string]any, host string) (*tls.Config, error) {
 		}
 		reqs = r
 	default:
-		return nil, fmt.Errorf("%w: cert_reqs must be ssl.CERT_NONE, CERT_OPTIONAL or CERT_REQUIRED, got %s", ErrBrokerTLS, pyTypeName(r))
+		return nil, fmt.Errorf("%w: cert_reqs must be ssl.CERT_NONE, CERT_OPTIONAL or CERT_REQUIRED, got %s", ErrBrokerTLS, pyliteral.TypeName(r))
 	}
 	serverName := ""
 	if sh, present := d["server_hostname"]; present {
@@ -284,7 +286,7 @@ func brokerTLSFromDict(d map[string]any, host string) (*tls.Config, error) {
 		case string:
 			serverName = sh
 		default:
-			return nil, fmt.Errorf("%w: server_hostname must be a string or None, got %s", ErrBrokerTLS, pyTypeName(sh))
+			return nil, fmt.Errorf("%w: server_hostname must be a string or None, got %s", ErrBrokerTLS, pyliteral.TypeName(sh))
 		}
 	}
 	if serverName != "" && reqs == CertNone {

@@ -60,14 +60,14 @@ func (r *reader) commands(key string, dst *map[string]CommandSpec) {
 		return
 	}
 	for name, c := range cmds {
-		c.Line = r.pos[key].line
+		c.Line = r.line[key]
 		cmds[name] = c
 	}
 	*dst = cmds
 }
 
 // ParseCommands converts a ccworker_commands value (a dict of task name -> dict, as
-// ParsePython returns it) and checks its types and values; the argv templates are
+// pyliteral.Parse returns it) and checks its types and values; the argv templates are
 // checked by the command package. None gives nil.
 func ParseCommands(v any) (map[string]CommandSpec, error) {
 	switch v := v.(type) {

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/ccworker/ccworker/config/pyliteral"
 )
 
 // Config holds the Celery settings ccworker reads, with Celery's defaults
@@ -144,15 +146,15 @@ func Load(path string, env func(string) (string, bool)) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	m, err := parseModule(path, src, env)
+	m, err := pyliteral.Parse(path, src, env)
 	if err != nil {
 		return nil, err
 	}
-	return build(path, m.values, m.pos, env)
+	return build(path, m.Values, m.Lines, env)
 }
 
-// FromValues builds a Config from already-parsed settings (as returned by
-// ParsePython), applying the same mapping, defaults, environment overrides
+// FromValues builds a Config from already-parsed settings (as
+// pyliteral.Parse returns them), applying the same mapping, defaults, environment overrides
 // and validation as Load. Errors carry no file position.
 func FromValues(values map[string]any, env func(string) (string, bool)) (*Config, error) {
 	if env == nil {
@@ -250,7 +252,7 @@ var newNames = func() map[string]string {
 // normalize renames old settings to new ones, refusing files that mix both
 // the way Celery's detect_settings does: the majority style wins, and every
 // minority key must have its counterpart set as well.
-func normalize(file string, vals map[string]any, posm map[string]pos) (map[string]any, map[string]pos, error) {
+func normalize(file string, vals map[string]any, posm map[string]int) (map[string]any, map[string]int, error) {
 	var olds, news []string
 	for k := range vals {
 		if _, ok := oldToNew[k]; ok {
@@ -288,7 +290,7 @@ func normalize(file string, vals map[string]any, posm map[string]pos) (map[strin
 			return nil, nil, msg
 		}
 		// Both spellings of the same setting: the majority style's wins.
-		out, outPos := map[string]any{}, map[string]pos{}
+		out, outPos := map[string]any{}, map[string]int{}
 		for k, v := range vals {
 			n, isOld := oldToNew[k]
 			switch {
@@ -310,7 +312,7 @@ func normalize(file string, vals map[string]any, posm map[string]pos) (map[strin
 		}
 		return out, outPos, nil
 	}
-	out, outPos := make(map[string]any, len(vals)), make(map[string]pos, len(vals))
+	out, outPos := make(map[string]any, len(vals)), make(map[string]int, len(vals))
 	for k, v := range vals {
 		n := k
 		if nn, ok := oldToNew[k]; ok {
@@ -325,14 +327,14 @@ func normalize(file string, vals map[string]any, posm map[string]pos) (map[strin
 type reader struct {
 	file string
 	vals map[string]any
-	pos  map[string]pos
+	line map[string]int
 	used map[string]bool
 	err  error
 }
 
 func (r *reader) fail(key string, err error) {
 	if r.err == nil {
-		r.err = &KeyError{File: r.file, Line: r.pos[key].line, Key: key, Err: err}
+		r.err = &KeyError{File: r.file, Line: r.line[key], Key: key, Err: err}
 	}
 }
 
@@ -343,7 +345,7 @@ func (r *reader) get(key string) (any, bool) {
 }
 
 func wrongType(want string, v any) error {
-	return fmt.Errorf("%w: want %s, got %s", ErrWrongType, want, pyTypeName(v))
+	return fmt.Errorf("%w: want %s, got %s", ErrWrongType, want, pyliteral.TypeName(v))
 }
 
 func (r *reader) boolean(key string, dst *bool) {
@@ -465,14 +467,14 @@ func (r *reader) strList(key string, dst *[]string) {
 	}
 }
 
-func build(file string, raw map[string]any, rawPos map[string]pos, env func(string) (string, bool)) (*Config, error) {
+func build(file string, raw map[string]any, rawPos map[string]int, env func(string) (string, bool)) (*Config, error) {
 	vals, posm, err := normalize(file, raw, rawPos)
 	if err != nil {
 		return nil, err
 	}
 	c := Default()
 	c.File = file
-	r := &reader{file: file, vals: vals, pos: posm, used: map[string]bool{}}
+	r := &reader{file: file, vals: vals, line: posm, used: map[string]bool{}}
 
 	if v, ok := r.get("broker_url"); ok {
 		switch v := v.(type) {
@@ -597,7 +599,7 @@ func build(file string, raw map[string]any, rawPos map[string]pos, env func(stri
 			for name, a := range v {
 				attrs, ok := a.(map[string]any)
 				if !ok {
-					r.fail("task_annotations", fmt.Errorf("%w: annotations of %q: want a dict, got %s", ErrWrongType, name, pyTypeName(a)))
+					r.fail("task_annotations", fmt.Errorf("%w: annotations of %q: want a dict, got %s", ErrWrongType, name, pyliteral.TypeName(a)))
 					break
 				}
 				for _, k := range []string{"rate_limit"} {
@@ -631,7 +633,7 @@ func build(file string, raw map[string]any, rawPos map[string]pos, env func(stri
 			for k, e := range v {
 				s, ok := e.(string)
 				if !ok {
-					r.fail("ccworker_task_aliases", fmt.Errorf("%w: value for %q: want a handler name string, got %s", ErrWrongType, k, pyTypeName(e)))
+					r.fail("ccworker_task_aliases", fmt.Errorf("%w: value for %q: want a handler name string, got %s", ErrWrongType, k, pyliteral.TypeName(e)))
 					break
 				}
 				c.TaskAliases[k] = s
@@ -765,9 +767,9 @@ func setStr(dst *string, v any) error {
 // FromValues call it; call it again after applying command-line flags.
 func (c *Config) Validate() error { return c.validate(nil) }
 
-func (c *Config) validate(posm map[string]pos) error {
+func (c *Config) validate(posm map[string]int) error {
 	fail := func(key string, err error) error {
-		return &KeyError{File: c.File, Line: posm[key].line, Key: key, Err: err}
+		return &KeyError{File: c.File, Line: posm[key], Key: key, Err: err}
 	}
 	if len(c.BrokerURLs) == 0 {
 		return fail("broker_url", fmt.Errorf("%w: no broker URL", ErrBrokerURL))

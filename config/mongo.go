@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ccworker/ccworker/config/pyliteral"
 )
 
 // MongoBackend is a Celery MongoDB result backend setting translated for
@@ -206,7 +208,7 @@ func ParseMongoBackend(rawURL string, settings map[string]any) (MongoBackend, er
 		case string:
 			return v, ok, nil
 		}
-		return "", false, fmt.Errorf("%w: mongodb_backend_settings[%q] must be a string, got %s", ErrMongoURL, k, pyTypeName(v))
+		return "", false, fmt.Errorf("%w: mongodb_backend_settings[%q] must be a string, got %s", ErrMongoURL, k, pyliteral.TypeName(v))
 	}
 	host, hasHost, err := str("host")
 	if err != nil {
@@ -225,7 +227,7 @@ func ParseMongoBackend(rawURL string, settings map[string]any) (MongoBackend, er
 			return fail("mongodb_backend_settings['port'] %q is not a number", p)
 		}
 	default:
-		return fail("mongodb_backend_settings['port'] must be an int, got %s", pyTypeName(p))
+		return fail("mongodb_backend_settings['port'] must be an int, got %s", pyliteral.TypeName(p))
 	}
 	if port < 1 || port > 65535 {
 		return fail("mongodb_backend_settings['port'] %d is out of range", port)
@@ -250,12 +252,12 @@ func ParseMongoBackend(rawURL string, settings map[string]any) (MongoBackend, er
 			for _, h := range mh {
 				hs, ok := h.(string)
 				if !ok {
-					return fail("mongodb_backend_settings['mongo_host'] must hold strings, got %s", pyTypeName(h))
+					return fail("mongodb_backend_settings['mongo_host'] must hold strings, got %s", pyliteral.TypeName(h))
 				}
 				hosts = append(hosts, hs)
 			}
 		default:
-			return fail("mongodb_backend_settings['mongo_host'] must be a list of 'host:port', got %s", pyTypeName(mh))
+			return fail("mongodb_backend_settings['mongo_host'] must be a list of 'host:port', got %s", pyliteral.TypeName(mh))
 		}
 	}
 	for _, k := range []struct {
@@ -306,7 +308,7 @@ func ParseMongoBackend(rawURL string, settings map[string]any) (MongoBackend, er
 			}
 			sv = strings.Join(parts, ",")
 		default:
-			return fmt.Errorf("%w: option %s has unsupported type %s", ErrMongoURL, k, pyTypeName(v))
+			return fmt.Errorf("%w: option %s has unsupported type %s", ErrMongoURL, k, pyliteral.TypeName(v))
 		}
 		settingOpts = append(settingOpts, opt{k, sv})
 		return nil
@@ -322,7 +324,7 @@ func ParseMongoBackend(rawURL string, settings map[string]any) (MongoBackend, er
 				}
 			}
 		default:
-			return fail("mongodb_backend_settings['options'] must be a dict, got %s", pyTypeName(o))
+			return fail("mongodb_backend_settings['options'] must be a dict, got %s", pyliteral.TypeName(o))
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(s)) {

@@ -1,4 +1,4 @@
-package config
+package pyliteral
 
 import (
 	"errors"
@@ -7,10 +7,19 @@ import (
 	"strconv"
 )
 
-// ParsePython reads the literal subset of Python that celeryconfig.py files
-// are written in, without a Python interpreter, and returns the module-level
-// assignments. Values are string, int64, float64, bool, nil, []any (lists and
-// tuples) and map[string]any.
+// Module is what Parse read: the module-level assignments and the line
+// where each name was last assigned (so that callers can point at it).
+type Module struct {
+	// Values maps each assigned name to its value: string, int64, float64,
+	// bool, nil, []any (lists and tuples) or map[string]any.
+	Values map[string]any
+	// Lines maps each assigned name to the 1-based line of its assignment.
+	Lines map[string]int
+}
+
+// Parse reads the literal subset of Python that celeryconfig.py files are
+// written in, without a Python interpreter, and returns the module-level
+// assignments.
 //
 // Besides literals it evaluates references to names assigned earlier in the
 // file, ssl.CERT_NONE/CERT_OPTIONAL/CERT_REQUIRED (after "import ssl" or
@@ -18,23 +27,8 @@ import (
 // (after "import os"; looked up through env, which may be nil for an empty
 // environment) and the comparisons == and != (so that
 // `x = os.environ.get('X') == '1'` works). Every other construct is reported
-// as a *SyntaxError rather than guessed at.
-func ParsePython(filename string, src []byte, env func(string) (string, bool)) (map[string]any, error) {
-	m, err := parseModule(filename, src, env)
-	if err != nil {
-		return nil, err
-	}
-	return m.values, nil
-}
-
-// module is the result of reading a file: values plus where each name was
-// last assigned, so that type errors can point at the line.
-type module struct {
-	values map[string]any
-	pos    map[string]pos
-}
-
-func parseModule(filename string, src []byte, env func(string) (string, bool)) (*module, error) {
+// as a *SyntaxError matching ErrUnsupported rather than guessed at.
+func Parse(filename string, src []byte, env func(string) (string, bool)) (*Module, error) {
 	lx, err := newLexer(filename, src)
 	if err != nil {
 		return nil, err
@@ -42,7 +36,7 @@ func parseModule(filename string, src []byte, env func(string) (string, bool)) (
 	if env == nil {
 		env = func(string) (string, bool) { return "", false }
 	}
-	p := &parser{lx: lx, env: env, scope: map[string]any{}, mod: &module{values: map[string]any{}, pos: map[string]pos{}}}
+	p := &parser{lx: lx, env: env, scope: map[string]any{}, mod: &Module{Values: map[string]any{}, Lines: map[string]int{}}}
 	if err := p.parseFile(); err != nil {
 		return nil, err
 	}
@@ -116,7 +110,7 @@ type parser struct {
 	env   func(string) (string, bool)
 	buf   []token // lookahead
 	scope map[string]any
-	mod   *module
+	mod   *Module
 	depth int
 }
 
@@ -349,8 +343,8 @@ func (p *parser) finishStatement(targets []node, rhs node) error {
 	for _, t := range targets {
 		n := t.(*nameNode)
 		p.scope[n.name] = deepCopy(v)
-		p.mod.values[n.name] = deepCopy(v)
-		p.mod.pos[n.name] = n.p
+		p.mod.Values[n.name] = deepCopy(v)
+		p.mod.Lines[n.name] = n.p.line
 	}
 	return nil
 }
@@ -1018,7 +1012,7 @@ func (p *parser) eval(n node) (any, error) {
 		}
 		ks, ok := key.(string)
 		if !ok {
-			return nil, p.errAt(n.args[0].at(), "%s(): variable name must be a string, got %s", f, pyTypeName(key))
+			return nil, p.errAt(n.args[0].at(), "%s(): variable name must be a string, got %s", f, TypeName(key))
 		}
 		var def any
 		if len(n.args) == 2 {
@@ -1044,7 +1038,7 @@ func (p *parser) eval(n node) (any, error) {
 		}
 		ks, ok := key.(string)
 		if !ok {
-			return nil, p.errAt(n.index.at(), "os.environ[]: variable name must be a string, got %s", pyTypeName(key))
+			return nil, p.errAt(n.index.at(), "os.environ[]: variable name must be a string, got %s", TypeName(key))
 		}
 		v, ok := p.env(ks)
 		if !ok {
@@ -1071,7 +1065,7 @@ func (p *parser) eval(n node) (any, error) {
 			}
 			return x, nil
 		}
-		return nil, p.unsupported(n.p, "arithmetic", "unary minus on "+pyTypeName(x))
+		return nil, p.unsupported(n.p, "arithmetic", "unary minus on "+TypeName(x))
 	case *cmpNode:
 		l, err := p.evalValue(n.l)
 		if err != nil {
@@ -1147,8 +1141,8 @@ func deepCopy(v any) any {
 	return v
 }
 
-// pyTypeName names a value's Python type for error messages.
-func pyTypeName(v any) string {
+// TypeName names the Python type of a value Parse returns, for error messages.
+func TypeName(v any) string {
 	switch v.(type) {
 	case nil:
 		return "None"
