@@ -467,15 +467,64 @@ func (r *reader) strList(key string, dst *[]string) {
 	}
 }
 
-func build(file string, raw map[string]any, rawPos map[string]int, env func(string) (string, bool)) (*Config, error) {
-	vals, posm, err := normalize(file, raw, rawPos)
+// build turns the settings of a file (or FromValues) into a Config: rename
+// old names, read each group of settings, note the unused ones, apply the
+// environment, validate.
+func build(file string, raw map[string]any, rawLines map[string]int, env func(string) (string, bool)) (*Config, error) {
+	vals, lines, err := normalize(file, raw, rawLines)
 	if err != nil {
 		return nil, err
 	}
 	c := Default()
 	c.File = file
-	r := &reader{file: file, vals: vals, line: posm, used: map[string]bool{}}
+	r := &reader{file: file, vals: vals, line: lines, used: map[string]bool{}}
+	// The order is the order of the first error reported.
+	r.broker(c)
+	r.results(c)
+	r.tasks(c)
+	r.worker(c)
+	r.routing(c)
+	r.ccworker(c)
+	if r.err != nil {
+		return nil, r.err
+	}
+	c.Ignored = r.unused()
+	applyEnv(c, lines, env)
+	if err := c.validate(lines); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
 
+// unused lists, sorted, the settings nothing read. Names starting with '_'
+// are private helpers, never settings.
+func (r *reader) unused() []string {
+	var out []string
+	for k := range r.vals {
+		if !r.used[k] && !strings.HasPrefix(k, "_") {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// applyEnv applies CELERY_BROKER_URL and CELERY_RESULT_BACKEND: as in
+// Celery, a non-empty environment variable wins over the file (and errors
+// then no longer point at the file's line).
+func applyEnv(c *Config, lines map[string]int, env func(string) (string, bool)) {
+	if v, ok := env(EnvBrokerURL); ok && v != "" {
+		c.BrokerURLs = SplitBrokerURLs(v)
+		delete(lines, "broker_url")
+	}
+	if v, ok := env(EnvResultBackend); ok && v != "" {
+		c.ResultBackend = v
+		delete(lines, "result_backend")
+	}
+}
+
+// broker reads the broker_* settings.
+func (r *reader) broker(c *Config) {
 	if v, ok := r.get("broker_url"); ok {
 		switch v := v.(type) {
 		case nil:
@@ -507,7 +556,10 @@ func build(file string, raw map[string]any, rawPos map[string]int, env func(stri
 	r.seconds("broker_connection_timeout", &c.BrokerConnectionTimeout)
 	r.boolean("broker_connection_retry", &c.BrokerConnectionRetry)
 	r.integer("broker_connection_max_retries", &c.BrokerConnectionMaxRetries, 0)
+}
 
+// results reads the result backend settings and accept_content.
+func (r *reader) results(c *Config) {
 	r.str("result_backend", &c.ResultBackend)
 	if v, ok := r.get("mongodb_backend_settings"); ok {
 		switch v := v.(type) {
@@ -523,7 +575,10 @@ func build(file string, raw map[string]any, rawPos map[string]int, env func(stri
 	r.seconds("result_expires", &c.ResultExpires)
 	r.strList("result_accept_content", &c.ResultAcceptContent)
 	r.strList("accept_content", &c.AcceptContent)
+}
 
+// tasks reads the task_* execution settings and the default queue.
+func (r *reader) tasks(c *Config) {
 	r.str("task_serializer", &c.TaskSerializer)
 	r.optBool("task_acks_late", &c.TaskAcksLate)
 	r.boolean("task_acks_on_failure_or_timeout", &c.TaskAcksOnFailureOrTimeout)
@@ -547,6 +602,20 @@ func build(file string, raw map[string]any, rawPos map[string]int, env func(stri
 			r.fail("task_queue_max_priority", wrongType("an int or None", v))
 		}
 	}
+	r.defaultQueue(c)
+	r.boolean("task_create_missing_queues", &c.TaskCreateMissingQueues)
+	if v, ok := r.get("task_queues"); ok {
+		qs, err := parseQueues(v)
+		if err != nil {
+			r.fail("task_queues", err)
+		}
+		c.TaskQueues = qs
+	}
+}
+
+// defaultQueue reads task_default_*: exchange and routing key default to
+// the queue's name, as in Celery.
+func (r *reader) defaultQueue(c *Config) {
 	r.str("task_default_queue", &c.TaskDefaultQueue)
 	c.TaskDefaultExchange, c.TaskDefaultRoutingKey = "", ""
 	r.str("task_default_exchange", &c.TaskDefaultExchange)
@@ -564,15 +633,10 @@ func build(file string, raw map[string]any, rawPos map[string]int, env func(stri
 	if c.TaskDefaultExchangeType == "" {
 		c.TaskDefaultExchangeType = "direct"
 	}
-	r.boolean("task_create_missing_queues", &c.TaskCreateMissingQueues)
-	if v, ok := r.get("task_queues"); ok {
-		qs, err := parseQueues(v)
-		if err != nil {
-			r.fail("task_queues", err)
-		}
-		c.TaskQueues = qs
-	}
+}
 
+// worker reads the worker_* settings, time zone and task modules.
+func (r *reader) worker(c *Config) {
 	r.integer("worker_concurrency", &c.WorkerConcurrency, 0)
 	r.integer("worker_prefetch_multiplier", &c.WorkerPrefetchMultiplier, 4)
 	r.boolean("worker_send_task_events", &c.WorkerSendTaskEvents)
@@ -581,7 +645,10 @@ func build(file string, raw map[string]any, rawPos map[string]int, env func(stri
 	r.str("timezone", &c.Timezone)
 	r.strList("imports", &c.Imports)
 	r.strList("include", &c.Include)
+}
 
+// routing reads task_routes, task_annotations and the rate limits.
+func (r *reader) routing(c *Config) {
 	if v, ok := r.get("task_routes"); ok {
 		switch v.(type) {
 		case nil:
@@ -592,28 +659,7 @@ func build(file string, raw map[string]any, rawPos map[string]int, env func(stri
 		}
 	}
 	if v, ok := r.get("task_annotations"); ok {
-		switch v := v.(type) {
-		case nil:
-		case map[string]any:
-			c.TaskAnnotations = make(map[string]map[string]any, len(v))
-			for name, a := range v {
-				attrs, ok := a.(map[string]any)
-				if !ok {
-					r.fail("task_annotations", fmt.Errorf("%w: annotations of %q: want a dict, got %s", ErrWrongType, name, pyliteral.TypeName(a)))
-					break
-				}
-				for _, k := range []string{"rate_limit"} {
-					if rv, ok := attrs[k]; ok {
-						if _, err := ParseRate(rv); err != nil {
-							r.fail("task_annotations", fmt.Errorf("%q %s: %w", name, k, err))
-						}
-					}
-				}
-				c.TaskAnnotations[name] = attrs
-			}
-		default:
-			r.fail("task_annotations", wrongType("a dict of task name -> dict of attributes", v))
-		}
+		r.annotations(v, c)
 	}
 	if v, ok := r.get("task_default_rate_limit"); ok {
 		rate, err := ParseRate(v)
@@ -623,8 +669,34 @@ func build(file string, raw map[string]any, rawPos map[string]int, env func(stri
 		c.TaskDefaultRateLimit = rate
 	}
 	r.boolean("worker_disable_rate_limits", &c.WorkerDisableRateLimits)
-	r.commands(CommandsKey, &c.Commands)
+}
 
+func (r *reader) annotations(v any, c *Config) {
+	switch v := v.(type) {
+	case nil:
+	case map[string]any:
+		c.TaskAnnotations = make(map[string]map[string]any, len(v))
+		for name, a := range v {
+			attrs, ok := a.(map[string]any)
+			if !ok {
+				r.fail("task_annotations", fmt.Errorf("%w: annotations of %q: want a dict, got %s", ErrWrongType, name, pyliteral.TypeName(a)))
+				break
+			}
+			if rv, ok := attrs["rate_limit"]; ok {
+				if _, err := ParseRate(rv); err != nil {
+					r.fail("task_annotations", fmt.Errorf("%q %s: %w", name, "rate_limit", err))
+				}
+			}
+			c.TaskAnnotations[name] = attrs
+		}
+	default:
+		r.fail("task_annotations", wrongType("a dict of task name -> dict of attributes", v))
+	}
+}
+
+// ccworker reads ccworker's own settings.
+func (r *reader) ccworker(c *Config) {
+	r.commands(CommandsKey, &c.Commands)
 	if v, ok := r.get("ccworker_task_aliases"); ok {
 		switch v := v.(type) {
 		case nil:
@@ -644,31 +716,6 @@ func build(file string, raw map[string]any, rawPos map[string]int, env func(stri
 	}
 	r.integer("ccworker_result_batch_size", &c.ResultBatchSize, 256)
 	r.seconds("ccworker_result_flush_interval", &c.ResultFlushInterval)
-	if r.err != nil {
-		return nil, r.err
-	}
-
-	for k := range vals {
-		// Names starting with '_' are private helpers, never settings.
-		if !r.used[k] && !strings.HasPrefix(k, "_") {
-			c.Ignored = append(c.Ignored, k)
-		}
-	}
-	sort.Strings(c.Ignored)
-
-	// Celery: a non-empty environment variable wins over the file.
-	if v, ok := env(EnvBrokerURL); ok && v != "" {
-		c.BrokerURLs = SplitBrokerURLs(v)
-		delete(posm, "broker_url")
-	}
-	if v, ok := env(EnvResultBackend); ok && v != "" {
-		c.ResultBackend = v
-		delete(posm, "result_backend")
-	}
-	if err := c.validate(posm); err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 func parseQueues(v any) ([]Queue, error) {
