@@ -407,7 +407,12 @@ func resolve(cmd *cobra.Command, o *workerOptions) (*settings, error) {
 			path = "celeryconfig.py" // Celery's default loader reads it from the working directory
 		}
 	}
-	cfg, err := config.Load(path, os.LookupEnv)
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	// A file the literal reader cannot read is imported by --python, as Celery would.
+	cfg, err := config.LoadFile(ctx, path, config.LoadOptions{Env: os.LookupEnv, Python: o.python.interpreter})
 	if err != nil {
 		return nil, err
 	}

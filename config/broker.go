@@ -11,8 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/ccworker/ccworker/config/pyliteral"
 )
 
 // DefaultBrokerURL is Celery's effective default broker.
@@ -228,7 +226,7 @@ func BrokerTLSConfig(v any, host string) (*tls.Config, error) {
 	case map[string]any:
 		return brokerTLSFromDict(v, host)
 	}
-	return nil, fmt.Errorf("%w: want True, False or a dict, got %s", ErrBrokerTLS, pyliteral.TypeName(v))
+	return nil, fmt.Errorf("%w: want True, False or a dict, got %s", ErrBrokerTLS, typeName(v))
 }
 
 var brokerTLSKeys = map[string]bool{"keyfile": true, "certfile": true, "ca_certs": true, "cert_reqs": true, "server_hostname": true, "ssl_version": true, "ciphers": true}
@@ -288,7 +286,7 @@ func readBrokerTLSDict(d map[string]any, host string) (brokerTLSDict, error) {
 		case string:
 			*f.dst = s
 		default:
-			return o, fmt.Errorf("%w: %s must be a string, got %s", ErrBrokerTLS, f.key, pyliteral.TypeName(s))
+			return o, fmt.Errorf("%w: %s must be a string, got %s", ErrBrokerTLS, f.key, typeName(s))
 		}
 	}
 	o.reqs = int64(CertRequired)
@@ -300,7 +298,7 @@ func readBrokerTLSDict(d map[string]any, host string) (brokerTLSDict, error) {
 		}
 		o.reqs = r
 	default:
-		return o, fmt.Errorf("%w: cert_reqs must be ssl.CERT_NONE, CERT_OPTIONAL or CERT_REQUIRED, got %s", ErrBrokerTLS, pyliteral.TypeName(r))
+		return o, fmt.Errorf("%w: cert_reqs must be ssl.CERT_NONE, CERT_OPTIONAL or CERT_REQUIRED, got %s", ErrBrokerTLS, typeName(r))
 	}
 	if sh, present := d["server_hostname"]; present {
 		switch sh := sh.(type) {
@@ -310,7 +308,7 @@ func readBrokerTLSDict(d map[string]any, host string) (brokerTLSDict, error) {
 		case string:
 			o.serverName = sh
 		default:
-			return o, fmt.Errorf("%w: server_hostname must be a string or None, got %s", ErrBrokerTLS, pyliteral.TypeName(sh))
+			return o, fmt.Errorf("%w: server_hostname must be a string or None, got %s", ErrBrokerTLS, typeName(sh))
 		}
 	}
 	if o.serverName != "" && o.reqs == CertNone {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -131,11 +132,37 @@ const (
 	EnvResultBackend = "CELERY_RESULT_BACKEND"
 )
 
-// Load reads a celeryconfig.py (path "" means defaults only), applies the
-// environment overrides CELERY_BROKER_URL and CELERY_RESULT_BACKEND, and
-// validates the result. env is also what os.environ lookups in the file
-// see; nil means an empty environment (pass os.LookupEnv for the real one).
+// Load reads a celeryconfig.py (path "" means defaults only) with the
+// literal reader alone; see LoadFile.
 func Load(path string, env func(string) (string, bool)) (*Config, error) {
+	return LoadFile(context.Background(), path, LoadOptions{Env: env})
+}
+
+// LoadOptions say how LoadFile reads a file.
+type LoadOptions struct {
+	// Env is what os.environ lookups in the file see and where the
+	// CELERY_BROKER_URL / CELERY_RESULT_BACKEND overrides come from; nil
+	// means an empty environment (pass os.LookupEnv for the real one).
+	Env func(string) (string, bool)
+	// Python is the interpreter (a path, or a name looked up in PATH) that
+	// imports a file the literal reader cannot read, as Celery would; ""
+	// or an interpreter that cannot be found means none. It runs with this
+	// process's environment.
+	Python string
+}
+
+// LoadFile reads a celeryconfig.py (path "" means defaults only), applies
+// the environment overrides CELERY_BROKER_URL and CELERY_RESULT_BACKEND,
+// and validates the result.
+//
+// The file is read without Python when it holds only what config/pyliteral
+// evaluates. When it uses more (functions, f-strings, other modules...),
+// o.Python imports it instead and its module-level settings are read back;
+// the same mapping, validation and redaction apply. Without an
+// interpreter, the error (matching ErrUnsupported) names the construct's
+// file:line:col and says what to install.
+func LoadFile(ctx context.Context, path string, o LoadOptions) (*Config, error) {
+	env := o.Env
 	if env == nil {
 		env = func(string) (string, bool) { return "", false }
 	}
@@ -147,10 +174,26 @@ func Load(path string, env func(string) (string, bool)) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	m, err := pyliteral.Parse(path, src, env)
+	if errors.Is(err, pyliteral.ErrUnsupported) {
+		python := findPython(o.Python)
+		if python == "" {
+			return nil, fmt.Errorf("%w\n(%s)", err, needPython(o.Python))
+		}
+		m, err = importPython(ctx, python, path)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return build(path, m.Values, m.Lines, env)
+}
+
+// needPython says what to install when a file needs Python and there is none.
+func needPython(python string) string {
+	if python == "" {
+		python = "python3"
+	}
+	return fmt.Sprintf("without Python, ccworker reads only literal assignments; no interpreter %q was found: "+
+		"install python3 (Debian: apt-get install python3) or pass --python /path/to/python, and ccworker imports the file as Celery does", python)
 }
 
 // FromValues builds a Config from already-parsed settings (as
@@ -345,7 +388,7 @@ func (r *reader) get(key string) (any, bool) {
 }
 
 func wrongType(want string, v any) error {
-	return fmt.Errorf("%w: want %s, got %s", ErrWrongType, want, pyliteral.TypeName(v))
+	return fmt.Errorf("%w: want %s, got %s", ErrWrongType, want, typeName(v))
 }
 
 func (r *reader) boolean(key string, dst *bool) {
@@ -497,13 +540,15 @@ func build(file string, raw map[string]any, rawLines map[string]int, env func(st
 }
 
 // unused lists, sorted, the settings nothing read. Names starting with '_'
-// are private helpers, never settings.
+// are private helpers, never settings; so are the modules, classes and
+// functions of a file imported by Python.
 func (r *reader) unused() []string {
 	var out []string
-	for k := range r.vals {
-		if !r.used[k] && !strings.HasPrefix(k, "_") {
-			out = append(out, k)
+	for k, v := range r.vals {
+		if o, ok := v.(pyObject); (ok && o.Helper) || r.used[k] || strings.HasPrefix(k, "_") {
+			continue
 		}
+		out = append(out, k)
 	}
 	sort.Strings(out)
 	return out
@@ -679,7 +724,7 @@ func (r *reader) annotations(v any, c *Config) {
 		for name, a := range v {
 			attrs, ok := a.(map[string]any)
 			if !ok {
-				r.fail("task_annotations", fmt.Errorf("%w: annotations of %q: want a dict, got %s", ErrWrongType, name, pyliteral.TypeName(a)))
+				r.fail("task_annotations", fmt.Errorf("%w: annotations of %q: want a dict, got %s", ErrWrongType, name, typeName(a)))
 				break
 			}
 			if rv, ok := attrs["rate_limit"]; ok {
@@ -705,7 +750,7 @@ func (r *reader) ccworker(c *Config) {
 			for k, e := range v {
 				s, ok := e.(string)
 				if !ok {
-					r.fail("ccworker_task_aliases", fmt.Errorf("%w: value for %q: want a handler name string, got %s", ErrWrongType, k, pyliteral.TypeName(e)))
+					r.fail("ccworker_task_aliases", fmt.Errorf("%w: value for %q: want a handler name string, got %s", ErrWrongType, k, typeName(e)))
 					break
 				}
 				c.TaskAliases[k] = s

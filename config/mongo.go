@@ -9,8 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/ccworker/ccworker/config/pyliteral"
 )
 
 // MongoBackend is a Celery MongoDB result backend setting translated for
@@ -274,7 +272,7 @@ func (sp *mongoSpec) applySettings(settings map[string]any) error {
 				return err
 			}
 		default:
-			return mongoErr("mongodb_backend_settings['options'] must be a dict, got %s", pyliteral.TypeName(o))
+			return mongoErr("mongodb_backend_settings['options'] must be a dict, got %s", typeName(o))
 		}
 	}
 	return sp.addSettingOpts(s)
@@ -290,7 +288,7 @@ func takeSettingStr(s map[string]any, k string) (string, bool, error) {
 	case string:
 		return v, ok, nil
 	}
-	return "", false, fmt.Errorf("%w: mongodb_backend_settings[%q] must be a string, got %s", ErrMongoURL, k, pyliteral.TypeName(v))
+	return "", false, fmt.Errorf("%w: mongodb_backend_settings[%q] must be a string, got %s", ErrMongoURL, k, typeName(v))
 }
 
 // settingsHosts applies host, port and mongo_host, removing them from s.
@@ -312,7 +310,7 @@ func (sp *mongoSpec) settingsHosts(s map[string]any) error {
 			return mongoErr("mongodb_backend_settings['port'] %q is not a number", p)
 		}
 	default:
-		return mongoErr("mongodb_backend_settings['port'] must be an int, got %s", pyliteral.TypeName(p))
+		return mongoErr("mongodb_backend_settings['port'] must be an int, got %s", typeName(p))
 	}
 	if port < 1 || port > 65535 {
 		return mongoErr("mongodb_backend_settings['port'] %d is out of range", port)
@@ -340,12 +338,12 @@ func (sp *mongoSpec) settingsHosts(s map[string]any) error {
 		for _, h := range mh {
 			hs, ok := h.(string)
 			if !ok {
-				return mongoErr("mongodb_backend_settings['mongo_host'] must hold strings, got %s", pyliteral.TypeName(h))
+				return mongoErr("mongodb_backend_settings['mongo_host'] must hold strings, got %s", typeName(h))
 			}
 			sp.hosts = append(sp.hosts, hs)
 		}
 	default:
-		return mongoErr("mongodb_backend_settings['mongo_host'] must be a list of 'host:port', got %s", pyliteral.TypeName(mh))
+		return mongoErr("mongodb_backend_settings['mongo_host'] must be a list of 'host:port', got %s", typeName(mh))
 	}
 	return nil
 }
@@ -395,7 +393,7 @@ func mongoOptValue(k string, v any) (string, bool, error) {
 		}
 		return strings.Join(parts, ","), true, nil
 	}
-	return "", false, fmt.Errorf("%w: option %s has unsupported type %s", ErrMongoURL, k, pyliteral.TypeName(v))
+	return "", false, fmt.Errorf("%w: option %s has unsupported type %s", ErrMongoURL, k, typeName(v))
 }
 
 // pymongoTLS holds pymongo's TLS options, which have no one-to-one Go
