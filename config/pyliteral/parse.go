@@ -1,3 +1,7 @@
+// Package pyliteral reads the literal subset of Python that celeryconfig.py files are written
+// in, without a Python interpreter: module-level assignments of literals, names assigned
+// earlier, ssl.CERT_* and os.environ lookups. Everything else is reported with its file,
+// line and column rather than guessed at (config imports such files with Python instead).
 package pyliteral
 
 import (

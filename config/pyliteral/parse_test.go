@@ -283,3 +283,14 @@ func parse(file string, src []byte, env func(string) (string, bool)) (map[string
 	}
 	return m.Values, nil
 }
+
+func TestParseLinesAndTypeNames(t *testing.T) {
+	m, err := Parse("c.py", []byte("a = 1\n\nb = [\n  2]\na = 'again'\n"), nil)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{"a": 5, "b": 3}, m.Lines, "the line of the last assignment")
+	for v, want := range map[any]string{nil: "None", "s": "str", int64(1): "int", 1.5: "float", true: "bool"} {
+		assert.Equal(t, want, TypeName(v))
+	}
+	assert.Equal(t, "list", TypeName([]any{}))
+	assert.Equal(t, "dict", TypeName(map[string]any{}))
+}
