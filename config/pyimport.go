@@ -118,9 +118,10 @@ func importPython(ctx context.Context, python, path string) (*pyliteral.Module, 
 	dec.UseNumber()
 	if err := dec.Decode(&reply); err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s: importing with %s: no answer after %v", path, python, pyImportTimeout)
+			return nil, fmt.Errorf("%s: %w: %s gave no answer within %v", path, ErrPython, python, pyImportTimeout)
 		}
-		return nil, fmt.Errorf("%s: importing with %s: %v: %s", path, python, errors.Join(runErr, err), redactLines(lastLines(stderr.String(), 5)))
+		return nil, fmt.Errorf("%s: %w: %s gave no answer (%v): %s", path, ErrPython, python,
+			errors.Join(runErr, err), redactLines(lastLines(stderr.String(), 5)))
 	}
 	if e := reply.Error; e != nil {
 		return nil, &PythonError{File: path, Line: e.Line, Interpreter: python, Type: e.Type, Msg: redactLines(e.Message),

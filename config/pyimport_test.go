@@ -172,6 +172,12 @@ func TestLoadFilePythonObjects(t *testing.T) {
 	assert.Equal(t, 6, c.WorkerConcurrency, "ints stay ints")
 	assert.Equal(t, 1500*1e6, float64(c.ResultExpires), "floats stay floats")
 
+	// A config that ends the interpreter: no reply, the exit status and stderr instead.
+	_, err = load("import os, sys\nsys.stderr.write('going away\\n')\nos._exit(3)\n")
+	require.ErrorIs(t, err, ErrPython)
+	assert.Contains(t, err.Error(), "exit status 3")
+	assert.Contains(t, err.Error(), "going away")
+
 	// Output the config prints does not disturb the reply.
 	c, err = load("import sys\nprint('hello')\nsys.stdout.write('{')\nworker_concurrency = int('3')\n")
 	require.NoError(t, err)
