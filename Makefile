@@ -70,7 +70,7 @@ lint:
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./protocol/
-	$(GO) test -run '^$$' -fuzz FuzzParsePython -fuzztime $(FUZZTIME) ./config/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./config/pyliteral/
 	$(GO) test -run '^$$' -fuzz FuzzHandleMessage -fuzztime $(FUZZTIME) ./control/
 
 ## chaos: fault and TLS tests (issue #7) on a PRIVATE RabbitMQ node (chaos@localhost, 5680/5681)

@@ -83,7 +83,7 @@ func (s *Settings) setters() map[string]setter {
 	}
 }
 
-// Apply sets what values (celeryconfig.py settings as config.ParsePython returns them)
+// Apply sets what values (celeryconfig.py's ccworker_allocate_* names as config.Config.Allocate holds them)
 // say, except the keys skip names (their flags were given). An unknown
 // ccworker_allocate_* key is an error: a typo must not go unnoticed.
 func (s *Settings) Apply(values map[string]any, skip func(key string) bool) error {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/ccworker/ccworker/internal/testenv"
+	"github.com/ccworker/ccworker/internal/testharness"
 	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
 )
@@ -60,19 +60,10 @@ var (
 	buildErr  error
 )
 
+// ccworkerBinary builds cmd/ccworker once for all benchmarks of the run (the directory
+// stays until the machine's temp cleanup: benchmarks have no TestMain to remove it).
 func ccworkerBinary(b *testing.B) string {
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ccworker-bench-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(dir, "ccworker")
-		out, err := exec.Command("go", "build", "-o", binary, "../cmd/ccworker").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
+	buildOnce.Do(func() { binary, _, buildErr = testharness.Build() })
 	if buildErr != nil {
 		b.Fatal(buildErr)
 	}
@@ -110,11 +101,8 @@ func newEnv(b *testing.B) *env {
 	}
 	e := &env{amqpURL: amqpURL, mongoURL: mongoURL, queue: testenv.Name(b, "bench"), conn: conn}
 	b.Cleanup(func() {
-		if ch, err := conn.Channel(); err == nil {
-			_, _ = ch.QueueDelete(e.queue, false, false, false)
-			_ = ch.ExchangeDelete(e.queue, false, false)
-		}
 		_ = conn.Close()
+		testharness.DeleteQueue(b, amqpURL, e.queue)
 	})
 	e.db = testenv.Database(b)
 	if err := prefetch.Declare(conn, []prefetch.Queue{prefetch.CeleryQueue(e.queue, 0)}); err != nil {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ccworker/ccworker/internal/testenv"
+	"github.com/ccworker/ccworker/internal/testharness"
 )
 
 // BenchmarkPythonPool runs the same trivial Python task (mylib.tasks.add, from
@@ -24,18 +26,14 @@ import (
 //
 //	go test -run '^$' -bench PythonPool -benchtime 1x ./bench/
 func BenchmarkPythonPool(b *testing.B) {
-	const python = "/usr/bin/python3"
+	const python = testharness.Python
 	const pythonLoad = 5000 // enough that the children's start-up (~0.5 s) does not dominate
 	amqpURL, mongoURL := testenv.AMQPURL(b), testenv.MongoURL(b)
-	if out, err := exec.Command(python, "-c", "import celery, pymongo").CombinedOutput(); err != nil {
-		b.Skipf("%s cannot import celery and pymongo: %v %s", python, err, out)
+	if err := testharness.CheckCelery(); err != nil {
+		b.Skip(err)
 	}
 	bin := ccworkerBinary(b)
 	lib, err := filepath.Abs("../tasks/python/testdata/pylib")
-	if err != nil {
-		b.Fatal(err)
-	}
-	clientPath, err := filepath.Abs("../scripts/celery_client.py")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -55,24 +53,19 @@ worker_send_task_events = False
 		if err := os.WriteFile(config, []byte(text), 0o600); err != nil {
 			b.Fatal(err)
 		}
+		c := testharness.Client{Broker: amqpURL, Backend: mongoURL, Database: db.Name(), Collection: "celery_taskmeta", Queue: queue}
 		client := func(args ...string) string {
-			full := append([]string{clientPath, "--broker", amqpURL, "--backend", mongoURL, "--database", db.Name(),
-				"--collection", "celery_taskmeta", "--queue", queue}, args...)
-			out, err := exec.Command(python, full...).Output()
-			if err != nil {
-				var stderr []byte
-				if ee, ok := err.(*exec.ExitError); ok {
-					stderr = ee.Stderr
-				}
-				b.Fatalf("celery_client.py %s: %v\n%s%s", args[0], err, out, stderr)
+			out, stderr, code, err := c.Run(context.Background(), args...)
+			if err != nil || code != 0 {
+				b.Fatalf("celery_client.py %s: exit %d, %v\n%s%s", args[0], code, err, out, stderr)
 			}
-			return string(out)
+			return out
 		}
 		ids := filepath.Join(dir, "ids")
 		client("load", "--task", "mylib.tasks.add", "--n", strconv.Itoa(pythonLoad), "--args", "[1, 2]",
 			"--publish-only", "--ids-file", ids)
 		b.Cleanup(func() {
-			_ = exec.Command(python, clientPath, "--broker", amqpURL, "--queue", queue, "drain", "--n", "0", "--timeout", "0").Run()
+			_ = exec.Command(python, testharness.ClientScript(), "--broker", amqpURL, "--queue", queue, "drain", "--n", "0", "--timeout", "0").Run()
 		})
 
 		cmd := worker(dir, config, queue)

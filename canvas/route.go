@@ -52,7 +52,7 @@ type pattern struct {
 }
 
 // NewRouter builds a Router from the configuration and the raw value of the
-// task_routes setting as config.ParsePython returns it (nil when unset).
+// task_routes setting as config/pyliteral.Parse returns it (nil when unset).
 //
 // task_routes may be a dict {name or glob: route} or a list/tuple whose items
 // are such dicts or lists of (key, route) pairs; the first MapRoute that

@@ -114,16 +114,8 @@ func (o *allocateOptions) settings(cmd *cobra.Command, scriptArgs []string) (*se
 		return nil, err
 	}
 	if s.cfg.File != "" {
-		src, err := os.ReadFile(s.cfg.File)
-		if err != nil {
-			return nil, usageError{err}
-		}
-		values, err := config.ParsePython(s.cfg.File, src, os.LookupEnv)
-		if err != nil {
-			return nil, usageError{err}
-		}
 		changed := func(key string) bool { return cmd.Flags().Changed(allocate.FlagName(key)) }
-		if err := o.set.Apply(values, changed); err != nil {
+		if err := o.set.Apply(s.cfg.Allocate, changed); err != nil {
 			return nil, usageError{fmt.Errorf("%s: %w", s.cfg.File, err)}
 		}
 	}

@@ -97,18 +97,9 @@ func fixNumbers(v any) any {
 }
 
 func (o *callOptions) run(cmd *cobra.Command, task string) error {
-	a, err := decodeJSONArg(o.args)
-	args, ok := a.([]any)
-	if err != nil || !ok {
-		return usageError{fmt.Errorf("--args %q: not a JSON list", o.args)}
-	}
-	k, err := decodeJSONArg(o.kwargs)
-	kwargs, ok := k.(map[string]any)
-	if err != nil || !ok {
-		return usageError{fmt.Errorf("--kwargs %q: not a JSON object", o.kwargs)}
-	}
-	if o.count < 1 {
-		return usageError{fmt.Errorf("-n %d: must be at least 1", o.count)}
+	args, kwargs, err := o.arguments()
+	if err != nil {
+		return err
 	}
 	s, err := o.conn.settings(cmd)
 	if err != nil {
@@ -124,15 +115,11 @@ func (o *callOptions) run(cmd *cobra.Command, task string) error {
 	}
 	var store *results.MongoStore
 	if o.wait {
-		if s.mongo == nil {
-			return usageError{errors.New("--wait needs a result backend (result_backend, CELERY_RESULT_BACKEND or --result-backend)")}
+		var disconnect func()
+		if store, disconnect, err = resultStore(s); err != nil {
+			return err
 		}
-		client, err := mongo.Connect(options.Client().ApplyURI(s.mongo.URI).SetAppName("ccworker-call"))
-		if err != nil {
-			return usageError{fmt.Errorf("result backend %s: %w", s.mongo.Redacted(), err)}
-		}
-		defer func() { _ = client.Disconnect(context.Background()) }()
-		store = &results.MongoStore{Coll: client.Database(s.mongo.Database).Collection(s.mongo.Collection)}
+		defer disconnect()
 	}
 
 	ctx := cmd.Context()
@@ -152,6 +139,60 @@ func (o *callOptions) run(cmd *cobra.Command, task string) error {
 	if err := prefetch.Declare(conn, qs); err != nil {
 		return runError{err}
 	}
+	ids, msgs, err := o.messages(task, args, kwargs)
+	if err != nil {
+		return err
+	}
+	if err := publishConfirmed(ctx, conn, queue, msgs); err != nil {
+		return runError{err}
+	}
+	if !o.wait {
+		for _, id := range ids {
+			fmt.Fprintln(cmd.OutOrStdout(), id)
+		}
+		return nil
+	}
+	var prog *progress
+	if o.count > 1 {
+		prog = newProgress(cmd.ErrOrStderr(), o.count, isTerminal(os.Stdout))
+	}
+	got, err := waitResults(ctx, store, ids, prog)
+	return o.report(cmd, task, ids, got, err)
+}
+
+// arguments checks --args, --kwargs and -n.
+func (o *callOptions) arguments() ([]any, map[string]any, error) {
+	a, err := decodeJSONArg(o.args)
+	args, ok := a.([]any)
+	if err != nil || !ok {
+		return nil, nil, usageError{fmt.Errorf("--args %q: not a JSON list", o.args)}
+	}
+	k, err := decodeJSONArg(o.kwargs)
+	kwargs, ok := k.(map[string]any)
+	if err != nil || !ok {
+		return nil, nil, usageError{fmt.Errorf("--kwargs %q: not a JSON object", o.kwargs)}
+	}
+	if o.count < 1 {
+		return nil, nil, usageError{fmt.Errorf("-n %d: must be at least 1", o.count)}
+	}
+	return args, kwargs, nil
+}
+
+// resultStore connects to the result backend for --wait.
+func resultStore(s *settings) (*results.MongoStore, func(), error) {
+	if s.mongo == nil {
+		return nil, nil, usageError{errors.New("--wait needs a result backend (result_backend, CELERY_RESULT_BACKEND or --result-backend)")}
+	}
+	client, err := mongo.Connect(options.Client().ApplyURI(s.mongo.URI).SetAppName("ccworker-call"))
+	if err != nil {
+		return nil, nil, usageError{fmt.Errorf("result backend %s: %w", s.mongo.Redacted(), err)}
+	}
+	store := &results.MongoStore{Coll: client.Database(s.mongo.Database).Collection(s.mongo.Collection)}
+	return store, func() { _ = client.Disconnect(context.Background()) }, nil
+}
+
+// messages encodes the -n task messages, each with a new id.
+func (o *callOptions) messages(task string, args []any, kwargs map[string]any) ([]string, []amqp.Publishing, error) {
 	host, _ := os.Hostname()
 	origin := fmt.Sprintf("gen%d@%s", os.Getpid(), host)
 	var eta time.Time
@@ -165,27 +206,18 @@ func (o *callOptions) run(cmd *cobra.Command, task string) error {
 		m, err := protocol.EncodeV2(&protocol.Request{ID: ids[i], Task: task, Args: cloneSlice(args), Kwargs: kwargs,
 			ETA: eta, Origin: origin})
 		if err != nil {
-			return usageError{err}
+			return nil, nil, usageError{err}
 		}
 		msgs[i] = amqp.Publishing{Headers: prefetch.Table(m.Headers), ContentType: m.ContentType,
 			ContentEncoding: m.ContentEncoding, DeliveryMode: amqp.Persistent, CorrelationId: m.CorrelationID,
 			ReplyTo: m.ReplyTo, Priority: m.Priority, Body: m.Body}
 	}
-	if err := publishConfirmed(ctx, conn, queue, msgs); err != nil {
-		return runError{err}
-	}
-	out := cmd.OutOrStdout()
-	if !o.wait {
-		for _, id := range ids {
-			fmt.Fprintln(out, id)
-		}
-		return nil
-	}
-	var prog *progress
-	if o.count > 1 {
-		prog = newProgress(cmd.ErrOrStderr(), o.count, isTerminal(os.Stdout))
-	}
-	got, err := waitResults(ctx, store, ids, prog)
+	return ids, msgs, nil
+}
+
+// report prints each result (stdout) or failure (stderr) in id order and
+// turns failures and timeouts into the exit status.
+func (o *callOptions) report(cmd *cobra.Command, task string, ids []string, got map[string]results.Stored, err error) error {
 	failed := 0
 	for _, id := range ids {
 		st, ok := got[id]
@@ -197,7 +229,7 @@ func (o *callOptions) run(cmd *cobra.Command, task string) error {
 			if jerr != nil {
 				b = []byte(fmt.Sprintf("%q", fmt.Sprint(st.Result)))
 			}
-			fmt.Fprintln(out, string(b))
+			fmt.Fprintln(cmd.OutOrStdout(), string(b))
 			continue
 		}
 		failed++

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -210,6 +211,28 @@ func TestUnsupportedConfigConstructExitsTwoNamingFileAndLine(t *testing.T) {
 	code, _, stderr = capture(t)
 	assert.Equal(t, exitConfig, code)
 	assert.Contains(t, stderr, "celeryconfig.py:3")
+}
+
+// A config that needs Python (#14 item 3) is imported by --python; without an
+// interpreter the literal reader's error says what to install.
+func TestConfigNeedingPythonIsImported(t *testing.T) {
+	dir := isolate(t)
+	writeFile(t, dir, "brokers.py", "HOST = 'rabbit.example'\n")
+	cfg := writeFile(t, dir, "celeryconfig.py", "import os\nfrom brokers import HOST\n\n"+
+		"def url(host):\n    return f'amqp://u:p@{host}:5672//'\n\nbroker_url = url(HOST)\n"+
+		"imports = tuple('a,b'.split(','))\n")
+	python := defaultInterpreter()
+	if _, err := exec.LookPath(python); err != nil {
+		t.Skipf("no %s to import the config with", python)
+	}
+	s := mustResolve(t, "--config", cfg, "--python", python)
+	assert.Equal(t, []string{"amqp://u:p@rabbit.example:5672//"}, s.cfg.BrokerURLs)
+	assert.Equal(t, []string{"a", "b"}, s.cfg.Imports)
+
+	code, _, stderr := capture(t, "--config", cfg, "--python", filepath.Join(dir, "no-python"))
+	assert.Equal(t, exitConfig, code)
+	assert.Contains(t, stderr, cfg+":2:6: unsupported construct")
+	assert.Contains(t, stderr, "install python3")
 }
 
 func TestMissingConfigFileExitsTwo(t *testing.T) {

@@ -118,60 +118,15 @@ replied within --timeout (or one replied with an error), 2 for bad usage.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			method, rest := args[0], args[1:]
-			var arguments map[string]any
-			bad := func(format string, a ...any) error {
-				return usageError{fmt.Errorf("control %s: "+format, append([]any{method}, a...)...)}
-			}
-			switch method {
-			case "revoke":
-				if len(rest) == 0 {
-					return bad("needs task ids")
-				}
-				arguments = map[string]any{"task_id": rest, "terminate": terminate, "signal": signal}
-			case "shutdown":
+			if method == "shutdown" {
 				if len(rest) != 0 {
-					return bad("takes no arguments")
+					return usageError{fmt.Errorf("control shutdown: takes no arguments")}
 				}
 				return o.shutdown(cmd)
-			case "add_consumer":
-				if len(rest) < 1 || len(rest) > 4 {
-					return bad("needs QUEUE [EXCHANGE [EXCHANGE_TYPE [ROUTING_KEY]]]")
-				}
-				arguments = map[string]any{"queue": rest[0], "exchange": nil, "exchange_type": "direct", "routing_key": nil}
-				if len(rest) > 1 {
-					arguments["exchange"] = rest[1]
-				}
-				if len(rest) > 2 {
-					arguments["exchange_type"] = rest[2]
-				}
-				if len(rest) > 3 {
-					arguments["routing_key"] = rest[3]
-				}
-			case "cancel_consumer":
-				if len(rest) != 1 {
-					return bad("needs QUEUE")
-				}
-				arguments = map[string]any{"queue": rest[0]}
-			case "rate_limit":
-				if len(rest) != 2 {
-					return bad("needs TASK RATE")
-				}
-				arguments = map[string]any{"task_name": rest[0], "rate_limit": rest[1]}
-			case "time_limit":
-				if len(rest) < 2 || len(rest) > 3 {
-					return bad("needs TASK SOFT [HARD]")
-				}
-				arguments = map[string]any{"task_name": rest[0], "soft": jsonNumberOrString(rest[1]), "hard": nil}
-				if len(rest) == 3 {
-					arguments["hard"] = jsonNumberOrString(rest[2])
-				}
-			case "enable_events", "disable_events":
-				if len(rest) != 0 {
-					return bad("takes no arguments")
-				}
-				arguments = map[string]any{}
-			default:
-				return usageError{fmt.Errorf("control: unknown command %q (revoke, shutdown, add_consumer, cancel_consumer, rate_limit, time_limit, enable_events, disable_events)", method)}
+			}
+			arguments, err := controlArguments(method, rest, terminate, signal)
+			if err != nil {
+				return err
 			}
 			return o.broadcast(cmd, method, arguments, false)
 		},
@@ -370,4 +325,55 @@ func indent(s string, n int) string {
 		lines[i] = pad + l
 	}
 	return strings.Join(lines, "\n")
+}
+
+// controlArguments checks a control command's arguments and builds the
+// arguments mapping Celery's handlers take.
+func controlArguments(method string, rest []string, terminate bool, signal string) (map[string]any, error) {
+	bad := func(format string, a ...any) error {
+		return usageError{fmt.Errorf("control %s: "+format, append([]any{method}, a...)...)}
+	}
+	switch method {
+	case "revoke":
+		if len(rest) == 0 {
+			return nil, bad("needs task ids")
+		}
+		return map[string]any{"task_id": rest, "terminate": terminate, "signal": signal}, nil
+	case "add_consumer":
+		if len(rest) < 1 || len(rest) > 4 {
+			return nil, bad("needs QUEUE [EXCHANGE [EXCHANGE_TYPE [ROUTING_KEY]]]")
+		}
+		arguments := map[string]any{"queue": rest[0], "exchange": nil, "exchange_type": "direct", "routing_key": nil}
+		for i, k := range []string{"exchange", "exchange_type", "routing_key"} {
+			if len(rest) > i+1 {
+				arguments[k] = rest[i+1]
+			}
+		}
+		return arguments, nil
+	case "cancel_consumer":
+		if len(rest) != 1 {
+			return nil, bad("needs QUEUE")
+		}
+		return map[string]any{"queue": rest[0]}, nil
+	case "rate_limit":
+		if len(rest) != 2 {
+			return nil, bad("needs TASK RATE")
+		}
+		return map[string]any{"task_name": rest[0], "rate_limit": rest[1]}, nil
+	case "time_limit":
+		if len(rest) < 2 || len(rest) > 3 {
+			return nil, bad("needs TASK SOFT [HARD]")
+		}
+		arguments := map[string]any{"task_name": rest[0], "soft": jsonNumberOrString(rest[1]), "hard": nil}
+		if len(rest) == 3 {
+			arguments["hard"] = jsonNumberOrString(rest[2])
+		}
+		return arguments, nil
+	case "enable_events", "disable_events":
+		if len(rest) != 0 {
+			return nil, bad("takes no arguments")
+		}
+		return map[string]any{}, nil
+	}
+	return nil, usageError{fmt.Errorf("control: unknown command %q (revoke, shutdown, add_consumer, cancel_consumer, rate_limit, time_limit, enable_events, disable_events)", method)}
 }

@@ -39,7 +39,7 @@ func defaultInterpreter() string {
 
 func (o *pythonOptions) bind(f *pflag.FlagSet) {
 	f.StringVar(&o.interpreter, "python", defaultInterpreter(),
-		"Python interpreter for the tasks of imports/include (a venv's bin/python works; it must import celery)")
+		"Python interpreter for the tasks of imports/include, and to import a celeryconfig.py that needs more than literal assignments (a venv's bin/python works; it must import celery)")
 	f.IntVar(&o.processes, "python-processes", 0,
 		"Python processes running Python tasks (default: -c with -P prefork/processes, 1 with -P solo, else the number of CPUs)")
 	f.IntVar(&o.maxTasksPerChild, "max-tasks-per-child", 0,

@@ -21,6 +21,8 @@ func (c *connOptions) bind(cmd *cobra.Command) {
 	f.StringVar(&c.wo.configPath, "config", "", "celeryconfig.py to read (default: ./celeryconfig.py when it exists)")
 	f.StringVarP(&c.wo.broker, "broker", "b", "", "broker URL (overrides broker_url and CELERY_BROKER_URL)")
 	f.StringVar(&c.wo.resultBackend, "result-backend", "", "result backend URL (overrides result_backend and CELERY_RESULT_BACKEND)")
+	f.StringVar(&c.wo.python.interpreter, "python", defaultInterpreter(),
+		"Python interpreter that imports a celeryconfig.py needing more than literal assignments")
 }
 
 // settings resolves the configuration exactly as the worker does.

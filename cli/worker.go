@@ -401,13 +401,7 @@ func nullSeconds(d time.Duration) any {
 
 // resolve merges defaults, the config file, env and flags (flags win) and checks them.
 func resolve(cmd *cobra.Command, o *workerOptions) (*settings, error) {
-	path := o.configPath
-	if path == "" {
-		if _, err := os.Stat("celeryconfig.py"); err == nil {
-			path = "celeryconfig.py" // Celery's default loader reads it from the working directory
-		}
-	}
-	cfg, err := config.Load(path, os.LookupEnv)
+	cfg, err := readConfigFile(cmd.Context(), o)
 	if err != nil {
 		return nil, err
 	}
@@ -492,6 +486,22 @@ func resolve(cmd *cobra.Command, o *workerOptions) (*settings, error) {
 		s.mongo = &m
 	}
 	return s, nil
+}
+
+// readConfigFile reads --config, else ./celeryconfig.py when it exists (Celery's default loader
+// reads it from the working directory); a file the literal reader cannot read is imported
+// by --python, as Celery would.
+func readConfigFile(ctx context.Context, o *workerOptions) (*config.Config, error) {
+	path := o.configPath
+	if path == "" {
+		if _, err := os.Stat("celeryconfig.py"); err == nil {
+			path = "celeryconfig.py"
+		}
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return config.LoadFile(ctx, path, config.LoadOptions{Env: os.LookupEnv, Python: o.python.interpreter})
 }
 
 // defaultConcurrency is what -c defaults to: the CPUs Slurm gave the job when run under

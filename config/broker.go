@@ -226,12 +226,47 @@ func BrokerTLSConfig(v any, host string) (*tls.Config, error) {
 	case map[string]any:
 		return brokerTLSFromDict(v, host)
 	}
-	return nil, fmt.Errorf("%w: want True, False or a dict, got %s", ErrBrokerTLS, pyTypeName(v))
+	return nil, fmt.Errorf("%w: want True, False or a dict, got %s", ErrBrokerTLS, typeName(v))
 }
 
 var brokerTLSKeys = map[string]bool{"keyfile": true, "certfile": true, "ca_certs": true, "cert_reqs": true, "server_hostname": true, "ssl_version": true, "ciphers": true}
 
 func brokerTLSFromDict(d map[string]any, host string) (*tls.Config, error) {
+	o, err := readBrokerTLSDict(d, host)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := loadCAFile(o.cafile)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := loadClientCert(o.certfile, o.keyfile)
+	if err != nil {
+		return nil, err
+	}
+	var cfg *tls.Config
+	switch {
+	case o.reqs == CertNone:
+		// CERT_NONE: encryption without authentication of the server.
+		cfg = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // requested by cert_reqs=CERT_NONE
+	case o.serverName != "":
+		cfg = &tls.Config{RootCAs: roots, ServerName: o.serverName}
+	default:
+		cfg = chainOnlyConfig(roots)
+	}
+	cfg.Certificates = certs
+	return cfg, nil
+}
+
+// brokerTLSDict is a broker_use_ssl dict, checked.
+type brokerTLSDict struct {
+	keyfile, certfile, cafile string
+	reqs                      int64
+	serverName                string
+}
+
+func readBrokerTLSDict(d map[string]any, host string) (brokerTLSDict, error) {
+	var o brokerTLSDict
 	var unknown []string
 	for k := range d {
 		if !brokerTLSKeys[k] {
@@ -240,104 +275,89 @@ func brokerTLSFromDict(d map[string]any, host string) (*tls.Config, error) {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return nil, fmt.Errorf("%w: unknown key(s) %s (known: keyfile, certfile, ca_certs, cert_reqs, server_hostname, ssl_version, ciphers)", ErrBrokerTLS, strings.Join(unknown, ", "))
+		return o, fmt.Errorf("%w: unknown key(s) %s (known: keyfile, certfile, ca_certs, cert_reqs, server_hostname, ssl_version, ciphers)", ErrBrokerTLS, strings.Join(unknown, ", "))
 	}
-	str := func(k string) (string, error) {
-		switch s := d[k].(type) {
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"keyfile", &o.keyfile}, {"certfile", &o.certfile}, {"ca_certs", &o.cafile}} {
+		switch s := d[f.key].(type) {
 		case nil:
-			return "", nil
 		case string:
-			return s, nil
+			*f.dst = s
 		default:
-			return "", fmt.Errorf("%w: %s must be a string, got %s", ErrBrokerTLS, k, pyTypeName(s))
+			return o, fmt.Errorf("%w: %s must be a string, got %s", ErrBrokerTLS, f.key, typeName(s))
 		}
 	}
-	keyfile, err := str("keyfile")
-	if err != nil {
-		return nil, err
-	}
-	certfile, err := str("certfile")
-	if err != nil {
-		return nil, err
-	}
-	cafile, err := str("ca_certs")
-	if err != nil {
-		return nil, err
-	}
-	reqs := int64(CertRequired)
+	o.reqs = int64(CertRequired)
 	switch r := d["cert_reqs"].(type) {
 	case nil:
 	case int64:
 		if r < CertNone || r > CertRequired {
-			return nil, fmt.Errorf("%w: cert_reqs must be ssl.CERT_NONE, CERT_OPTIONAL or CERT_REQUIRED (0-2), got %d", ErrBrokerTLS, r)
+			return o, fmt.Errorf("%w: cert_reqs must be ssl.CERT_NONE, CERT_OPTIONAL or CERT_REQUIRED (0-2), got %d", ErrBrokerTLS, r)
 		}
-		reqs = r
+		o.reqs = r
 	default:
-		return nil, fmt.Errorf("%w: cert_reqs must be ssl.CERT_NONE, CERT_OPTIONAL or CERT_REQUIRED, got %s", ErrBrokerTLS, pyTypeName(r))
+		return o, fmt.Errorf("%w: cert_reqs must be ssl.CERT_NONE, CERT_OPTIONAL or CERT_REQUIRED, got %s", ErrBrokerTLS, typeName(r))
 	}
-	serverName := ""
 	if sh, present := d["server_hostname"]; present {
 		switch sh := sh.(type) {
 		case nil:
 			// kombu fills a present-but-None server_hostname from the URL host.
-			serverName = host
+			o.serverName = host
 		case string:
-			serverName = sh
+			o.serverName = sh
 		default:
-			return nil, fmt.Errorf("%w: server_hostname must be a string or None, got %s", ErrBrokerTLS, pyTypeName(sh))
+			return o, fmt.Errorf("%w: server_hostname must be a string or None, got %s", ErrBrokerTLS, typeName(sh))
 		}
 	}
-	if serverName != "" && reqs == CertNone {
+	if o.serverName != "" && o.reqs == CertNone {
 		// Python raises ValueError here: check_hostname needs verification.
-		return nil, fmt.Errorf("%w: cert_reqs=CERT_NONE cannot be combined with server_hostname (the hostname check needs certificate verification)", ErrBrokerTLS)
+		return o, fmt.Errorf("%w: cert_reqs=CERT_NONE cannot be combined with server_hostname (the hostname check needs certificate verification)", ErrBrokerTLS)
 	}
+	return o, nil
+}
 
-	var roots *x509.CertPool
-	if cafile != "" {
-		pem, err := os.ReadFile(cafile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: ca_certs: %w", ErrBrokerTLS, err)
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: ca_certs: no PEM certificates in %s", ErrBrokerTLS, cafile)
-		}
+// loadCAFile reads ca_certs; "" means the system roots (nil).
+func loadCAFile(cafile string) (*x509.CertPool, error) {
+	if cafile == "" {
+		return nil, nil
 	}
-	var certs []tls.Certificate
-	switch {
-	case certfile != "":
-		if keyfile == "" {
-			keyfile = certfile // load_cert_chain(certfile) reads the key from the same file
-		}
-		certPEM, err := os.ReadFile(certfile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: certfile: %w", ErrBrokerTLS, err)
-		}
-		keyPEM, err := os.ReadFile(keyfile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: keyfile: %w", ErrBrokerTLS, err)
-		}
-		cert, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			return nil, fmt.Errorf("%w: certfile %s / keyfile %s: %w", ErrBrokerTLS, certfile, keyfile, err)
-		}
-		certs = []tls.Certificate{cert}
-	case keyfile != "":
-		return nil, fmt.Errorf("%w: keyfile %s given without certfile", ErrBrokerTLS, keyfile)
+	pem, err := os.ReadFile(cafile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: ca_certs: %w", ErrBrokerTLS, err)
 	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: ca_certs: no PEM certificates in %s", ErrBrokerTLS, cafile)
+	}
+	return roots, nil
+}
 
-	var cfg *tls.Config
-	switch {
-	case reqs == CertNone:
-		// CERT_NONE: encryption without authentication of the server.
-		cfg = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // requested by cert_reqs=CERT_NONE
-	case serverName != "":
-		cfg = &tls.Config{RootCAs: roots, ServerName: serverName}
-	default:
-		cfg = chainOnlyConfig(roots)
+// loadClientCert reads certfile and keyfile as Python's load_cert_chain does.
+func loadClientCert(certfile, keyfile string) ([]tls.Certificate, error) {
+	if certfile == "" {
+		if keyfile != "" {
+			return nil, fmt.Errorf("%w: keyfile %s given without certfile", ErrBrokerTLS, keyfile)
+		}
+		return nil, nil
 	}
-	cfg.Certificates = certs
-	return cfg, nil
+	if keyfile == "" {
+		keyfile = certfile // load_cert_chain(certfile) reads the key from the same file
+	}
+	certPEM, err := os.ReadFile(certfile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: certfile: %w", ErrBrokerTLS, err)
+	}
+	keyPEM, err := os.ReadFile(keyfile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: keyfile: %w", ErrBrokerTLS, err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%w: certfile %s / keyfile %s: %w", ErrBrokerTLS, certfile, keyfile, err)
+	}
+	return []tls.Certificate{cert}, nil
 }
 
 // chainOnlyConfig verifies the server's chain against roots (nil = system

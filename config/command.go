@@ -60,14 +60,14 @@ func (r *reader) commands(key string, dst *map[string]CommandSpec) {
 		return
 	}
 	for name, c := range cmds {
-		c.Line = r.pos[key].line
+		c.Line = r.line[key]
 		cmds[name] = c
 	}
 	*dst = cmds
 }
 
 // ParseCommands converts a ccworker_commands value (a dict of task name -> dict, as
-// ParsePython returns it) and checks its types and values; the argv templates are
+// pyliteral.Parse returns it) and checks its types and values; the argv templates are
 // checked by the command package. None gives nil.
 func ParseCommands(v any) (map[string]CommandSpec, error) {
 	switch v := v.(type) {
@@ -115,47 +115,67 @@ func parseCommand(d map[string]any) (CommandSpec, error) {
 			return c, fmt.Errorf("shell: %w", wrongType("True or False", b))
 		}
 	}
+	for _, step := range []func(map[string]any, *CommandSpec) error{commandArgv, commandStrings, commandEnv, commandLimits} {
+		if err := step(d, &c); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// commandArgv reads argv, a list of strings or, with shell, one script.
+func commandArgv(d map[string]any, c *CommandSpec) error {
 	argv, ok := d["argv"]
 	if !ok {
-		return c, fmt.Errorf("%w: no 'argv'", ErrInvalidValue)
+		return fmt.Errorf("%w: no 'argv'", ErrInvalidValue)
 	}
 	switch a := argv.(type) {
 	case string:
 		if !c.Shell {
-			return c, fmt.Errorf("argv: %w (or set 'shell': True to run the string with /bin/sh -c)", wrongType("a list of strings", a))
+			return fmt.Errorf("argv: %w (or set 'shell': True to run the string with /bin/sh -c)", wrongType("a list of strings", a))
 		}
 		c.Argv = []string{a}
 	case []any:
 		for _, e := range a {
 			s, ok := e.(string)
 			if !ok {
-				return c, fmt.Errorf("argv: %w", wrongType("a list of strings", e))
+				return fmt.Errorf("argv: %w", wrongType("a list of strings", e))
 			}
 			c.Argv = append(c.Argv, s)
 		}
 		if c.Shell && len(c.Argv) != 1 {
-			return c, fmt.Errorf("%w: argv: with 'shell': True, give the script as one string", ErrInvalidValue)
+			return fmt.Errorf("%w: argv: with 'shell': True, give the script as one string", ErrInvalidValue)
 		}
 	default:
-		return c, fmt.Errorf("argv: %w", wrongType("a list of strings", argv))
+		return fmt.Errorf("argv: %w", wrongType("a list of strings", argv))
 	}
 	if len(c.Argv) == 0 || c.Argv[0] == "" {
-		return c, fmt.Errorf("%w: argv: no program", ErrInvalidValue)
+		return fmt.Errorf("%w: argv: no program", ErrInvalidValue)
 	}
+	return nil
+}
+
+// commandStrings reads cwd, doc and input.
+func commandStrings(d map[string]any, c *CommandSpec) error {
 	if err := setStr(&c.Cwd, d["cwd"]); err != nil {
-		return c, fmt.Errorf("cwd: %w", err)
+		return fmt.Errorf("cwd: %w", err)
 	}
 	if err := setStr(&c.Doc, d["doc"]); err != nil {
-		return c, fmt.Errorf("doc: %w", err)
+		return fmt.Errorf("doc: %w", err)
 	}
 	if err := setStr(&c.Input, d["input"]); err != nil {
-		return c, fmt.Errorf("input: %w", err)
+		return fmt.Errorf("input: %w", err)
 	}
 	switch c.Input {
 	case "", "argv", "stdin", "both":
 	default:
-		return c, fmt.Errorf("%w: input %q: want 'argv', 'stdin' or 'both'", ErrInvalidValue, c.Input)
+		return fmt.Errorf("%w: input %q: want 'argv', 'stdin' or 'both'", ErrInvalidValue, c.Input)
 	}
+	return nil
+}
+
+// commandEnv reads env and env_allow.
+func commandEnv(d map[string]any, c *CommandSpec) error {
 	switch e := d["env"].(type) {
 	case nil:
 	case map[string]any:
@@ -163,15 +183,15 @@ func parseCommand(d map[string]any) (CommandSpec, error) {
 		for k, v := range e {
 			s, ok := v.(string)
 			if !ok {
-				return c, fmt.Errorf("env: %q: %w", k, wrongType("a string", v))
+				return fmt.Errorf("env: %q: %w", k, wrongType("a string", v))
 			}
 			if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(s, 0) {
-				return c, fmt.Errorf("%w: env: %q is not a valid variable", ErrInvalidValue, k)
+				return fmt.Errorf("%w: env: %q is not a valid variable", ErrInvalidValue, k)
 			}
 			c.Env[k] = s
 		}
 	default:
-		return c, fmt.Errorf("env: %w", wrongType("a dict of name -> string", e))
+		return fmt.Errorf("env: %w", wrongType("a dict of name -> string", e))
 	}
 	switch e := d["env_allow"].(type) {
 	case nil:
@@ -180,22 +200,27 @@ func parseCommand(d map[string]any) (CommandSpec, error) {
 		for _, x := range e {
 			s, ok := x.(string)
 			if !ok {
-				return c, fmt.Errorf("env_allow: %w", wrongType("a list of strings", x))
+				return fmt.Errorf("env_allow: %w", wrongType("a list of strings", x))
 			}
 			c.EnvAllow = append(c.EnvAllow, s)
 		}
 	default:
-		return c, fmt.Errorf("env_allow: %w", wrongType("a list of strings", e))
+		return fmt.Errorf("env_allow: %w", wrongType("a list of strings", e))
 	}
+	return nil
+}
+
+// commandLimits reads max_output and kill_after.
+func commandLimits(d map[string]any, c *CommandSpec) error {
 	switch n := d["max_output"].(type) {
 	case nil:
 	case int64:
 		if n < 1 || n > math.MaxInt32 {
-			return c, fmt.Errorf("%w: max_output %d is out of range (1 .. 2**31-1 bytes)", ErrInvalidValue, n)
+			return fmt.Errorf("%w: max_output %d is out of range (1 .. 2**31-1 bytes)", ErrInvalidValue, n)
 		}
 		c.MaxOutput = int(n)
 	default:
-		return c, fmt.Errorf("max_output: %w", wrongType("an int (bytes)", n))
+		return fmt.Errorf("max_output: %w", wrongType("an int (bytes)", n))
 	}
 	if v := d["kill_after"]; v != nil {
 		var secs float64
@@ -205,12 +230,12 @@ func parseCommand(d map[string]any) (CommandSpec, error) {
 		case float64:
 			secs = n
 		default:
-			return c, fmt.Errorf("kill_after: %w", wrongType("a number of seconds", n))
+			return fmt.Errorf("kill_after: %w", wrongType("a number of seconds", n))
 		}
 		if !(secs > 0) || secs > 365*24*3600 {
-			return c, fmt.Errorf("%w: kill_after %v: want a positive number of seconds", ErrInvalidValue, secs)
+			return fmt.Errorf("%w: kill_after %v: want a positive number of seconds", ErrInvalidValue, secs)
 		}
 		c.KillAfter = time.Duration(secs * float64(time.Second))
 	}
-	return c, nil
+	return nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/ccworker/ccworker/config/pyliteral"
 )
 
 // Config holds the Celery settings ccworker reads, with Celery's defaults
@@ -20,6 +23,9 @@ import (
 type Config struct {
 	// File is the path the settings were read from ("" for defaults only).
 	File string
+	// Allocate holds the file's ccworker_allocate_* names as read: the worker
+	// ignores them, `ccworker allocate` (package allocate) applies them.
+	Allocate map[string]any
 
 	BrokerURLs                 []string // failover alternatives, in order
 	BrokerUseSSL               any      // nil/false, true or map[string]any; see BrokerTLSConfig
@@ -129,11 +135,37 @@ const (
 	EnvResultBackend = "CELERY_RESULT_BACKEND"
 )
 
-// Load reads a celeryconfig.py (path "" means defaults only), applies the
-// environment overrides CELERY_BROKER_URL and CELERY_RESULT_BACKEND, and
-// validates the result. env is also what os.environ lookups in the file
-// see; nil means an empty environment (pass os.LookupEnv for the real one).
+// Load reads a celeryconfig.py (path "" means defaults only) with the
+// literal reader alone; see LoadFile.
 func Load(path string, env func(string) (string, bool)) (*Config, error) {
+	return LoadFile(context.Background(), path, LoadOptions{Env: env})
+}
+
+// LoadOptions say how LoadFile reads a file.
+type LoadOptions struct {
+	// Env is what os.environ lookups in the file see and where the
+	// CELERY_BROKER_URL / CELERY_RESULT_BACKEND overrides come from; nil
+	// means an empty environment (pass os.LookupEnv for the real one).
+	Env func(string) (string, bool)
+	// Python is the interpreter (a path, or a name looked up in PATH) that
+	// imports a file the literal reader cannot read, as Celery would; ""
+	// or an interpreter that cannot be found means none. It runs with this
+	// process's environment.
+	Python string
+}
+
+// LoadFile reads a celeryconfig.py (path "" means defaults only), applies
+// the environment overrides CELERY_BROKER_URL and CELERY_RESULT_BACKEND,
+// and validates the result.
+//
+// The file is read without Python when it holds only what config/pyliteral
+// evaluates. When it uses more (functions, f-strings, other modules...),
+// o.Python imports it instead and its module-level settings are read back;
+// the same mapping, validation and redaction apply. Without an
+// interpreter, the error (matching ErrUnsupported) names the construct's
+// file:line:col and says what to install.
+func LoadFile(ctx context.Context, path string, o LoadOptions) (*Config, error) {
+	env := o.Env
 	if env == nil {
 		env = func(string) (string, bool) { return "", false }
 	}
@@ -144,15 +176,31 @@ func Load(path string, env func(string) (string, bool)) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	m, err := parseModule(path, src, env)
+	m, err := pyliteral.Parse(path, src, env)
+	if errors.Is(err, pyliteral.ErrUnsupported) {
+		python := findPython(o.Python)
+		if python == "" {
+			return nil, fmt.Errorf("%w\n(%s)", err, needPython(o.Python))
+		}
+		m, err = importPython(ctx, python, path)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return build(path, m.values, m.pos, env)
+	return build(path, m.Values, m.Lines, env)
 }
 
-// FromValues builds a Config from already-parsed settings (as returned by
-// ParsePython), applying the same mapping, defaults, environment overrides
+// needPython says what to install when a file needs Python and there is none.
+func needPython(python string) string {
+	if python == "" {
+		python = "python3"
+	}
+	return fmt.Sprintf("without Python, ccworker reads only literal assignments; no interpreter %q was found: "+
+		"install python3 (Debian: apt-get install python3) or pass --python /path/to/python, and ccworker imports the file as Celery does", python)
+}
+
+// FromValues builds a Config from already-parsed settings (as
+// pyliteral.Parse returns them), applying the same mapping, defaults, environment overrides
 // and validation as Load. Errors carry no file position.
 func FromValues(values map[string]any, env func(string) (string, bool)) (*Config, error) {
 	if env == nil {
@@ -250,7 +298,7 @@ var newNames = func() map[string]string {
 // normalize renames old settings to new ones, refusing files that mix both
 // the way Celery's detect_settings does: the majority style wins, and every
 // minority key must have its counterpart set as well.
-func normalize(file string, vals map[string]any, posm map[string]pos) (map[string]any, map[string]pos, error) {
+func normalize(file string, vals map[string]any, posm map[string]int) (map[string]any, map[string]int, error) {
 	var olds, news []string
 	for k := range vals {
 		if _, ok := oldToNew[k]; ok {
@@ -288,7 +336,7 @@ func normalize(file string, vals map[string]any, posm map[string]pos) (map[strin
 			return nil, nil, msg
 		}
 		// Both spellings of the same setting: the majority style's wins.
-		out, outPos := map[string]any{}, map[string]pos{}
+		out, outPos := map[string]any{}, map[string]int{}
 		for k, v := range vals {
 			n, isOld := oldToNew[k]
 			switch {
@@ -310,7 +358,7 @@ func normalize(file string, vals map[string]any, posm map[string]pos) (map[strin
 		}
 		return out, outPos, nil
 	}
-	out, outPos := make(map[string]any, len(vals)), make(map[string]pos, len(vals))
+	out, outPos := make(map[string]any, len(vals)), make(map[string]int, len(vals))
 	for k, v := range vals {
 		n := k
 		if nn, ok := oldToNew[k]; ok {
@@ -325,14 +373,14 @@ func normalize(file string, vals map[string]any, posm map[string]pos) (map[strin
 type reader struct {
 	file string
 	vals map[string]any
-	pos  map[string]pos
+	line map[string]int
 	used map[string]bool
 	err  error
 }
 
 func (r *reader) fail(key string, err error) {
 	if r.err == nil {
-		r.err = &KeyError{File: r.file, Line: r.pos[key].line, Key: key, Err: err}
+		r.err = &KeyError{File: r.file, Line: r.line[key], Key: key, Err: err}
 	}
 }
 
@@ -343,7 +391,7 @@ func (r *reader) get(key string) (any, bool) {
 }
 
 func wrongType(want string, v any) error {
-	return fmt.Errorf("%w: want %s, got %s", ErrWrongType, want, pyTypeName(v))
+	return fmt.Errorf("%w: want %s, got %s", ErrWrongType, want, typeName(v))
 }
 
 func (r *reader) boolean(key string, dst *bool) {
@@ -465,15 +513,75 @@ func (r *reader) strList(key string, dst *[]string) {
 	}
 }
 
-func build(file string, raw map[string]any, rawPos map[string]pos, env func(string) (string, bool)) (*Config, error) {
-	vals, posm, err := normalize(file, raw, rawPos)
+// build turns the settings of a file (or FromValues) into a Config: rename
+// old names, read each group of settings, note the unused ones, apply the
+// environment, validate.
+func build(file string, raw map[string]any, rawLines map[string]int, env func(string) (string, bool)) (*Config, error) {
+	vals, lines, err := normalize(file, raw, rawLines)
 	if err != nil {
 		return nil, err
 	}
 	c := Default()
 	c.File = file
-	r := &reader{file: file, vals: vals, pos: posm, used: map[string]bool{}}
+	r := &reader{file: file, vals: vals, line: lines, used: map[string]bool{}}
+	// The order is the order of the first error reported.
+	r.broker(c)
+	r.results(c)
+	r.tasks(c)
+	r.worker(c)
+	r.routing(c)
+	r.ccworker(c)
+	if r.err != nil {
+		return nil, r.err
+	}
+	c.Ignored = r.unused()
+	for k, v := range vals {
+		if strings.HasPrefix(k, "ccworker_allocate_") {
+			if c.Allocate == nil {
+				c.Allocate = map[string]any{}
+			}
+			c.Allocate[k] = v
+		}
+	}
+	applyEnv(c, lines, env)
+	if err := c.validate(lines); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
 
+// unused lists, sorted, the settings nothing read. Names starting with '_'
+// are private helpers, never settings; so are the modules, classes and
+// functions of a file imported by Python. ccworker_allocate_* are read by
+// `ccworker allocate` (package allocate), not by the worker.
+func (r *reader) unused() []string {
+	var out []string
+	for k, v := range r.vals {
+		if o, ok := v.(pyObject); (ok && o.Helper) || r.used[k] || strings.HasPrefix(k, "_") || strings.HasPrefix(k, "ccworker_allocate_") {
+			continue
+		}
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// applyEnv applies CELERY_BROKER_URL and CELERY_RESULT_BACKEND: as in
+// Celery, a non-empty environment variable wins over the file (and errors
+// then no longer point at the file's line).
+func applyEnv(c *Config, lines map[string]int, env func(string) (string, bool)) {
+	if v, ok := env(EnvBrokerURL); ok && v != "" {
+		c.BrokerURLs = SplitBrokerURLs(v)
+		delete(lines, "broker_url")
+	}
+	if v, ok := env(EnvResultBackend); ok && v != "" {
+		c.ResultBackend = v
+		delete(lines, "result_backend")
+	}
+}
+
+// broker reads the broker_* settings.
+func (r *reader) broker(c *Config) {
 	if v, ok := r.get("broker_url"); ok {
 		switch v := v.(type) {
 		case nil:
@@ -505,7 +613,10 @@ func build(file string, raw map[string]any, rawPos map[string]pos, env func(stri
 	r.seconds("broker_connection_timeout", &c.BrokerConnectionTimeout)
 	r.boolean("broker_connection_retry", &c.BrokerConnectionRetry)
 	r.integer("broker_connection_max_retries", &c.BrokerConnectionMaxRetries, 0)
+}
 
+// results reads the result backend settings and accept_content.
+func (r *reader) results(c *Config) {
 	r.str("result_backend", &c.ResultBackend)
 	if v, ok := r.get("mongodb_backend_settings"); ok {
 		switch v := v.(type) {
@@ -521,7 +632,10 @@ func build(file string, raw map[string]any, rawPos map[string]pos, env func(stri
 	r.seconds("result_expires", &c.ResultExpires)
 	r.strList("result_accept_content", &c.ResultAcceptContent)
 	r.strList("accept_content", &c.AcceptContent)
+}
 
+// tasks reads the task_* execution settings and the default queue.
+func (r *reader) tasks(c *Config) {
 	r.str("task_serializer", &c.TaskSerializer)
 	r.optBool("task_acks_late", &c.TaskAcksLate)
 	r.boolean("task_acks_on_failure_or_timeout", &c.TaskAcksOnFailureOrTimeout)
@@ -545,6 +659,20 @@ func build(file string, raw map[string]any, rawPos map[string]pos, env func(stri
 			r.fail("task_queue_max_priority", wrongType("an int or None", v))
 		}
 	}
+	r.defaultQueue(c)
+	r.boolean("task_create_missing_queues", &c.TaskCreateMissingQueues)
+	if v, ok := r.get("task_queues"); ok {
+		qs, err := parseQueues(v)
+		if err != nil {
+			r.fail("task_queues", err)
+		}
+		c.TaskQueues = qs
+	}
+}
+
+// defaultQueue reads task_default_*: exchange and routing key default to
+// the queue's name, as in Celery.
+func (r *reader) defaultQueue(c *Config) {
 	r.str("task_default_queue", &c.TaskDefaultQueue)
 	c.TaskDefaultExchange, c.TaskDefaultRoutingKey = "", ""
 	r.str("task_default_exchange", &c.TaskDefaultExchange)
@@ -562,15 +690,10 @@ func build(file string, raw map[string]any, rawPos map[string]pos, env func(stri
 	if c.TaskDefaultExchangeType == "" {
 		c.TaskDefaultExchangeType = "direct"
 	}
-	r.boolean("task_create_missing_queues", &c.TaskCreateMissingQueues)
-	if v, ok := r.get("task_queues"); ok {
-		qs, err := parseQueues(v)
-		if err != nil {
-			r.fail("task_queues", err)
-		}
-		c.TaskQueues = qs
-	}
+}
 
+// worker reads the worker_* settings, time zone and task modules.
+func (r *reader) worker(c *Config) {
 	r.integer("worker_concurrency", &c.WorkerConcurrency, 0)
 	r.integer("worker_prefetch_multiplier", &c.WorkerPrefetchMultiplier, 4)
 	r.boolean("worker_send_task_events", &c.WorkerSendTaskEvents)
@@ -579,7 +702,10 @@ func build(file string, raw map[string]any, rawPos map[string]pos, env func(stri
 	r.str("timezone", &c.Timezone)
 	r.strList("imports", &c.Imports)
 	r.strList("include", &c.Include)
+}
 
+// routing reads task_routes, task_annotations and the rate limits.
+func (r *reader) routing(c *Config) {
 	if v, ok := r.get("task_routes"); ok {
 		switch v.(type) {
 		case nil:
@@ -590,28 +716,7 @@ func build(file string, raw map[string]any, rawPos map[string]pos, env func(stri
 		}
 	}
 	if v, ok := r.get("task_annotations"); ok {
-		switch v := v.(type) {
-		case nil:
-		case map[string]any:
-			c.TaskAnnotations = make(map[string]map[string]any, len(v))
-			for name, a := range v {
-				attrs, ok := a.(map[string]any)
-				if !ok {
-					r.fail("task_annotations", fmt.Errorf("%w: annotations of %q: want a dict, got %s", ErrWrongType, name, pyTypeName(a)))
-					break
-				}
-				for _, k := range []string{"rate_limit"} {
-					if rv, ok := attrs[k]; ok {
-						if _, err := ParseRate(rv); err != nil {
-							r.fail("task_annotations", fmt.Errorf("%q %s: %w", name, k, err))
-						}
-					}
-				}
-				c.TaskAnnotations[name] = attrs
-			}
-		default:
-			r.fail("task_annotations", wrongType("a dict of task name -> dict of attributes", v))
-		}
+		r.annotations(v, c)
 	}
 	if v, ok := r.get("task_default_rate_limit"); ok {
 		rate, err := ParseRate(v)
@@ -621,8 +726,34 @@ func build(file string, raw map[string]any, rawPos map[string]pos, env func(stri
 		c.TaskDefaultRateLimit = rate
 	}
 	r.boolean("worker_disable_rate_limits", &c.WorkerDisableRateLimits)
-	r.commands(CommandsKey, &c.Commands)
+}
 
+func (r *reader) annotations(v any, c *Config) {
+	switch v := v.(type) {
+	case nil:
+	case map[string]any:
+		c.TaskAnnotations = make(map[string]map[string]any, len(v))
+		for name, a := range v {
+			attrs, ok := a.(map[string]any)
+			if !ok {
+				r.fail("task_annotations", fmt.Errorf("%w: annotations of %q: want a dict, got %s", ErrWrongType, name, typeName(a)))
+				break
+			}
+			if rv, ok := attrs["rate_limit"]; ok {
+				if _, err := ParseRate(rv); err != nil {
+					r.fail("task_annotations", fmt.Errorf("%q %s: %w", name, "rate_limit", err))
+				}
+			}
+			c.TaskAnnotations[name] = attrs
+		}
+	default:
+		r.fail("task_annotations", wrongType("a dict of task name -> dict of attributes", v))
+	}
+}
+
+// ccworker reads ccworker's own settings.
+func (r *reader) ccworker(c *Config) {
+	r.commands(CommandsKey, &c.Commands)
 	if v, ok := r.get("ccworker_task_aliases"); ok {
 		switch v := v.(type) {
 		case nil:
@@ -631,7 +762,7 @@ func build(file string, raw map[string]any, rawPos map[string]pos, env func(stri
 			for k, e := range v {
 				s, ok := e.(string)
 				if !ok {
-					r.fail("ccworker_task_aliases", fmt.Errorf("%w: value for %q: want a handler name string, got %s", ErrWrongType, k, pyTypeName(e)))
+					r.fail("ccworker_task_aliases", fmt.Errorf("%w: value for %q: want a handler name string, got %s", ErrWrongType, k, typeName(e)))
 					break
 				}
 				c.TaskAliases[k] = s
@@ -642,32 +773,6 @@ func build(file string, raw map[string]any, rawPos map[string]pos, env func(stri
 	}
 	r.integer("ccworker_result_batch_size", &c.ResultBatchSize, 256)
 	r.seconds("ccworker_result_flush_interval", &c.ResultFlushInterval)
-	if r.err != nil {
-		return nil, r.err
-	}
-
-	for k := range vals {
-		// Names starting with '_' are private helpers, never settings; ccworker_allocate_*
-		// are read by `ccworker allocate` (package allocate), not by the worker.
-		if !r.used[k] && !strings.HasPrefix(k, "_") && !strings.HasPrefix(k, "ccworker_allocate_") {
-			c.Ignored = append(c.Ignored, k)
-		}
-	}
-	sort.Strings(c.Ignored)
-
-	// Celery: a non-empty environment variable wins over the file.
-	if v, ok := env(EnvBrokerURL); ok && v != "" {
-		c.BrokerURLs = SplitBrokerURLs(v)
-		delete(posm, "broker_url")
-	}
-	if v, ok := env(EnvResultBackend); ok && v != "" {
-		c.ResultBackend = v
-		delete(posm, "result_backend")
-	}
-	if err := c.validate(posm); err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 func parseQueues(v any) ([]Queue, error) {
@@ -766,9 +871,9 @@ func setStr(dst *string, v any) error {
 // FromValues call it; call it again after applying command-line flags.
 func (c *Config) Validate() error { return c.validate(nil) }
 
-func (c *Config) validate(posm map[string]pos) error {
+func (c *Config) validate(posm map[string]int) error {
 	fail := func(key string, err error) error {
-		return &KeyError{File: c.File, Line: posm[key].line, Key: key, Err: err}
+		return &KeyError{File: c.File, Line: posm[key], Key: key, Err: err}
 	}
 	if len(c.BrokerURLs) == 0 {
 		return fail("broker_url", fmt.Errorf("%w: no broker URL", ErrBrokerURL))

@@ -43,6 +43,10 @@ func TestLoadDefaults(t *testing.T) {
 	assert.Equal(t, "mongodb://m/", c.ResultBackend)
 }
 
+func mapEnv(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
 func writeConfig(t *testing.T, src string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "celeryconfig.py")

@@ -3,19 +3,22 @@ package config
 import (
 	"errors"
 	"fmt"
+
+	"github.com/ccworker/ccworker/config/pyliteral"
 )
 
 // Sentinel errors. Every error returned by this package wraps one of them (or
-// is a *SyntaxError / *KeyError, which also match through errors.Is), so
+// is a *pyliteral.SyntaxError / *KeyError, which also match through errors.Is), so
 // callers can classify failures without parsing messages.
 var (
-	// ErrSyntax matches every *SyntaxError.
-	ErrSyntax = errors.New("config: syntax error")
-	// ErrUnsupported matches a *SyntaxError caused by a valid Python construct
-	// that the literal-only reader deliberately does not evaluate.
-	ErrUnsupported = errors.New("config: unsupported construct")
+	// ErrSyntax matches every *pyliteral.SyntaxError from reading the file.
+	ErrSyntax = pyliteral.ErrSyntax
+	// ErrUnsupported matches a *pyliteral.SyntaxError caused by a valid Python
+	// construct that the literal reader does not evaluate (and no interpreter
+	// was available to import the file instead).
+	ErrUnsupported = pyliteral.ErrUnsupported
 	// ErrEnvNotSet is returned for os.environ['X'] when X is not set.
-	ErrEnvNotSet = errors.New("config: environment variable not set")
+	ErrEnvNotSet = pyliteral.ErrEnvNotSet
 	// ErrWrongType means a setting holds a value of the wrong Python type.
 	ErrWrongType = errors.New("config: wrong type")
 	// ErrInvalidValue means a setting has the right type but a bad value.
@@ -34,52 +37,6 @@ var (
 	// mongodb_backend_settings that the Go MongoDB driver could not use.
 	ErrMongoURL = errors.New("config: invalid MongoDB result backend")
 )
-
-// SyntaxError reports a problem in celeryconfig.py at a source position.
-// Line and Col are 1-based; Col counts characters (runes), not bytes.
-type SyntaxError struct {
-	File      string
-	Line, Col int
-	// Construct names a valid Python construct the reader does not support
-	// ("function call", "f-string", ...). It is empty for plain syntax errors.
-	Construct string
-	// Msg is the description of a plain syntax error, or extra detail for
-	// an unsupported construct.
-	Msg string
-}
-
-func (e *SyntaxError) Error() string {
-	pos := fmt.Sprintf("%s:%d:%d: ", e.File, e.Line, e.Col)
-	if e.Construct == "" {
-		return pos + e.Msg
-	}
-	s := pos + fmt.Sprintf("unsupported construct %q (only literal assignments are read)", e.Construct)
-	if e.Msg != "" {
-		s += ": " + e.Msg
-	}
-	return s
-}
-
-// Is makes errors.Is(err, ErrSyntax) true for every SyntaxError and
-// errors.Is(err, ErrUnsupported) true for unsupported constructs.
-func (e *SyntaxError) Is(target error) bool {
-	return target == ErrSyntax || (target == ErrUnsupported && e.Construct != "")
-}
-
-// EnvError reports os.environ['NAME'] for a variable that is not set,
-// which raises KeyError in Python.
-type EnvError struct {
-	File      string
-	Line, Col int
-	Name      string
-}
-
-func (e *EnvError) Error() string {
-	return fmt.Sprintf("%s:%d:%d: environment variable %q is not set (os.environ[%q])", e.File, e.Line, e.Col, e.Name, e.Name)
-}
-
-// Unwrap returns ErrEnvNotSet.
-func (e *EnvError) Unwrap() error { return ErrEnvNotSet }
 
 // KeyError reports a setting whose value cannot be used. Line is 0 when the
 // value did not come from a file (FromValues, environment).

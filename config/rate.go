@@ -37,7 +37,7 @@ func ParseRate(v any) (float64, error) {
 		}
 		return n / per.Seconds(), nil
 	}
-	return 0, fmt.Errorf("%w: rate limit: want a string like '10/s' or a number, got %s", ErrWrongType, pyTypeName(v))
+	return 0, fmt.Errorf("%w: rate limit: want a string like '10/s' or a number, got %s", ErrWrongType, typeName(v))
 }
 
 // TaskTimeLimits returns the time_limit and soft_time_limit annotations of task (its

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/ccworker/ccworker/config/pyliteral"
 )
 
 func TestParseRate(t *testing.T) {
@@ -30,9 +32,9 @@ task_annotations = {
 task_default_rate_limit = '5/s'
 task_routes = {'ccworker.*': {'queue': 'remote'}}
 `
-	vals, err := ParsePython("c.py", []byte(src), mapEnv(nil))
+	m, err := pyliteral.Parse("c.py", []byte(src), mapEnv(nil))
 	require.NoError(t, err)
-	c, err := FromValues(vals, mapEnv(nil))
+	c, err := FromValues(m.Values, mapEnv(nil))
 	require.NoError(t, err)
 	require.Equal(t, 10.0, c.TaskRateLimit("ccworker.sleep"))
 	require.InDelta(t, 1.0/60, c.TaskRateLimit("other"), 1e-9, "the '*' annotation")

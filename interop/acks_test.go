@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/ccworker/ccworker/internal/testharness"
 )
 
 // TestAcksLateByDefaultEarlyOnRequest shows the delivery guarantee: a worker killed
@@ -28,12 +30,12 @@ func TestAcksLateByDefaultEarlyOnRequest(t *testing.T) {
 			s := newSetup(t)
 			w := s.start(t, c.flags...)
 			ids := s.publish(t, "ccworker.sleep", "[30]", 1)
-			w.waitLogFunc(t, "task running", 15*time.Second, func(log string) bool { return lineWith(log, "received", ids[0]) })
+			w.WaitLogFunc(t, "task running", 15*time.Second, func(log string) bool { return lineWith(log, "received", ids[0]) })
 			time.Sleep(300 * time.Millisecond) // running (and, with --early-ack, acked)
-			w.signal(t, syscall.SIGKILL)
-			_, ok := w.wait(5 * time.Second)
+			w.Signal(t, syscall.SIGKILL)
+			_, ok := w.Wait(5 * time.Second)
 			require.True(t, ok)
-			assert.Equal(t, c.ready, waitReady(t, s.amqpURL, s.queue, c.ready, 5*time.Second))
+			assert.Equal(t, c.ready, testharness.WaitReady(t, s.amqpURL, s.queue, c.ready, 5*time.Second))
 		})
 	}
 }
@@ -48,7 +50,7 @@ func TestTrackStarted(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 	w := s.start(t)
-	defer w.stop(t)
+	defer w.Stop(t)
 	ids := s.publish(t, "ccworker.sleep", "[2]", 1)
 	require.Eventually(t, func() bool {
 		return s.countDocs(t, bson.D{{Key: "_id", Value: ids[0]}, {Key: "status", Value: "STARTED"}}) == 1

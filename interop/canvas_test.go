@@ -18,6 +18,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/ccworker/ccworker/internal/testenv"
+	"github.com/ccworker/ccworker/internal/testharness"
 )
 
 // pyScript runs /usr/bin/python3 testdata/<script> with the setup's app flags (broker,
@@ -71,7 +72,7 @@ func TestCanvas(t *testing.T) {
 	needCelery(t)
 	s := newSetup(t)
 	w := s.start(t)
-	defer w.stop(t)
+	defer w.Stop(t)
 
 	scenarios := []string{"chain_add", "pipe_echo", "link", "chain_fail", "link_error", "group_add",
 		"chord_echo", "retry"}
@@ -181,19 +182,19 @@ func TestCanvasDefaultQueue(t *testing.T) {
 	needCelery(t)
 	s := newSetup(t)
 	def := testenv.Name(t, "qd")
-	t.Cleanup(func() { deleteQueue(t, s.amqpURL, def) })
+	t.Cleanup(func() { testharness.DeleteQueue(t, s.amqpURL, def) })
 	f, err := os.OpenFile(s.config, os.O_APPEND|os.O_WRONLY, 0)
 	require.NoError(t, err)
 	_, err = f.WriteString("task_default_queue = '" + def + "'\n")
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 	w := s.start(t)
-	defer w.stop(t)
+	defer w.Stop(t)
 
 	out, err := s.pyJSON(t, 60*time.Second, "canvas_client.py", "chain_default_queue")
 	require.NoError(t, err)
 	parent := sub(out, "parent")
 	require.Equal(t, "SUCCESS", parent["state"], "the first step: %v", out)
-	assert.Equal(t, 1, waitReady(t, s.amqpURL, def, 1, 5*time.Second),
+	assert.Equal(t, 1, testharness.WaitReady(t, s.amqpURL, def, 1, 5*time.Second),
 		"the second step must wait in the worker's task_default_queue %s (-1: never declared)", def)
 }

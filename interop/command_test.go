@@ -202,5 +202,5 @@ func TestCommandTasks(t *testing.T) {
 		requireGone(t, pidFrom(t, filepath.Join(dirs["revoke"], "leader")), "tree.sh")
 		requireGone(t, pidFrom(t, filepath.Join(dirs["revoke"], "grandchild")), "tree.sh's grandchild")
 	})
-	w.stop(t)
+	w.Stop(t)
 }

@@ -17,11 +17,12 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/ccworker/ccworker/internal/testenv"
+	"github.com/ccworker/ccworker/internal/testharness"
 )
 
 // startNode starts ccworker under a node name of its own (broadcasts from concurrent
 // test runs on the same broker must not reach it) and returns the expanded name.
-func (s *setup) startNode(t *testing.T, extra ...string) (*proc, string) {
+func (s *setup) startNode(t *testing.T, extra ...string) (*testharness.Proc, string) {
 	t.Helper()
 	host, err := os.Hostname()
 	require.NoError(t, err)
@@ -74,7 +75,10 @@ func TestInspect(t *testing.T) {
 	go func() { defer wg.Done(); static, staticErr = s.control(t, node, "inspect") }()
 	go func() { defer wg.Done(); busy, busyErr = s.control(t, node, "busy") }()
 	go func() { defer wg.Done(); ping, pingErr = celeryCLI("inspect", "ping", "-d", node) }()
-	go func() { defer wg.Done(); revoke, revokeErr = celeryCLI("control", "revoke", newUUID(), "-d", node) }()
+	go func() {
+		defer wg.Done()
+		revoke, revokeErr = celeryCLI("control", "revoke", testharness.NewUUID(), "-d", node)
+	}()
 	wg.Wait()
 
 	t.Run("cli", func(t *testing.T) {
@@ -133,7 +137,7 @@ func TestInspect(t *testing.T) {
 		require.Len(t, r, 2, "query_task[running]: %v", q)
 		assert.Equal(t, "active", r[0])
 	})
-	w.stop(t)
+	w.Stop(t)
 }
 
 // TestRevoke: a revoked id is discarded on arrival; revoke(terminate=True) stops a
@@ -159,7 +163,7 @@ func TestRevoke(t *testing.T) {
 	el, _ := out["terminate_s"].(json.Number).Float64()
 	assert.Less(t, el, 5.0, "terminate takes effect quickly")
 	assert.Equal(t, 2, s.countDocs(t, bson.D{{Key: "status", Value: "REVOKED"}}))
-	w.stop(t)
+	w.Stop(t)
 }
 
 // TestControlCommands: add_consumer/cancel_consumer, rate_limit, time_limit and shutdown
@@ -168,7 +172,7 @@ func TestControlCommands(t *testing.T) {
 	needCelery(t)
 	s := newSetup(t)
 	q2 := testenv.Name(t, "q2")
-	t.Cleanup(func() { deleteQueue(t, s.amqpURL, q2) })
+	t.Cleanup(func() { testharness.DeleteQueue(t, s.amqpURL, q2) })
 	w, node := s.startNode(t)
 	out, err := s.control(t, node, "control", "--queue2", q2)
 	require.NoError(t, err)
@@ -191,7 +195,7 @@ func TestControlCommands(t *testing.T) {
 	el, _ := out["soft_limited_s"].(json.Number).Float64()
 	assert.Less(t, el, 4.0)
 
-	code, ok := w.wait(10 * time.Second)
+	code, ok := w.Wait(10 * time.Second)
 	require.True(t, ok, "ccworker still running 10 s after the shutdown command")
 	assert.Equal(t, 0, code, "exit code after the shutdown command")
 }
@@ -206,7 +210,7 @@ func TestEvents(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := s.pyScript(ctx, "control_client.py", "--node", node, "events")
-	stderr := &syncBuffer{}
+	stderr := &testharness.Buffer{}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -231,13 +235,13 @@ func TestEvents(t *testing.T) {
 	// SIGTERM while a task runs: the warm shutdown drains it first, then the worker must
 	// still announce worker-offline.
 	busy := s.publish(t, "ccworker.sleep", "[1.5]", 1)
-	w.waitLogFunc(t, "the sleep received", 10*time.Second, func(log string) bool { return lineWith(log, "received", busy[0]) })
-	w.signal(t, syscall.SIGTERM)
+	w.WaitLogFunc(t, "the sleep received", 10*time.Second, func(log string) bool { return lineWith(log, "received", busy[0]) })
+	w.Signal(t, syscall.SIGTERM)
 	second := next()
 	assert.Contains(t, list(second["types"]), "worker-offline")
 	assert.NotContains(t, list(second["alive"]), node, "alive after worker-offline: %v", second)
 	assert.Contains(t, list(second["workers"]), node)
-	code, ok := w.wait(10 * time.Second)
+	code, ok := w.Wait(10 * time.Second)
 	require.True(t, ok)
 	assert.Equal(t, 0, code)
 }

@@ -21,9 +21,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,7 +29,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,19 +40,19 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ccworker/ccworker/internal/testenv"
+	"github.com/ccworker/ccworker/internal/testharness"
 )
 
 const (
-	python      = "/usr/bin/python3"
+	python      = testharness.Python
 	collection  = "tombstone"
 	nodePattern = "interop@%h"
 )
 
 var (
-	binary     string // the ccworker built by TestMain; "" when the services are not configured
-	buildErr   error
-	clientPath string // scripts/celery_client.py
-	celeryErr  error  // why the Python Celery client cannot run, if it cannot
+	binary    string // the ccworker built by TestMain; "" when the services are not configured
+	buildErr  error
+	celeryErr error // why the Python Celery client cannot run, if it cannot
 )
 
 func TestMain(m *testing.M) {
@@ -64,21 +61,10 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	if os.Getenv(testenv.AMQPVar) != "" && os.Getenv(testenv.MongoVar) != "" {
-		dir, err := os.MkdirTemp("", "ccworker-interop-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "interop:", err)
-			return 1
-		}
-		defer func() { _ = os.RemoveAll(dir) }()
-		binary = filepath.Join(dir, "ccworker")
-		out, err := exec.Command("go", "build", "-o", binary, "../cmd/ccworker").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build ../cmd/ccworker: %v\n%s", err, out)
-		}
-		clientPath, _ = filepath.Abs("../scripts/celery_client.py")
-		if out, err := exec.Command(python, "-c", "import celery, pymongo").CombinedOutput(); err != nil {
-			celeryErr = fmt.Errorf("%s cannot import celery and pymongo: %v: %s", python, err, out)
-		}
+		var remove func()
+		binary, remove, buildErr = testharness.Build()
+		defer remove()
+		celeryErr = testharness.CheckCelery()
 	}
 	code := m.Run()
 	if code == 0 {
@@ -106,38 +92,11 @@ func env(t *testing.T) (amqpURL, mongoURL string) {
 func needCelery(t *testing.T) {
 	t.Helper()
 	if celeryErr != nil {
-		t.Skipf("no Python Celery client: %v (apt-get install python3-celery python3-pymongo)", celeryErr)
+		t.Skipf("no Python Celery client: %v", celeryErr)
 	}
 }
 
 // ---------------------------------------------------------------- the ccworker process
-
-// syncBuffer collects the subprocess's output; the exec package copies into it from its
-// own goroutines while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// proc is a running ccworker.
-type proc struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{} // closed when the process has exited and its output is copied
-	err  error         // cmd.Wait's error, valid after done
-}
 
 // setup is one test's services: a fresh queue, a fresh result database (dropped at the
 // end) and a celeryconfig.py naming both.
@@ -156,7 +115,7 @@ func newSetup(t *testing.T, accept ...string) *setup {
 	}
 	s := &setup{amqpURL: amqpURL, mongoURL: mongoURL, queue: testenv.Name(t, "q"), db: testenv.Database(t)}
 	s.config = writeConfig(t, amqpURL, mongoURL, s.db.Name(), accept)
-	t.Cleanup(func() { deleteQueue(t, amqpURL, s.queue) })
+	t.Cleanup(func() { testharness.DeleteQueue(t, amqpURL, s.queue) })
 	return s
 }
 
@@ -186,129 +145,23 @@ mongodb_backend_settings = {
 }
 
 // start runs ccworker on the setup's queue and waits for its "ready." line.
-func (s *setup) start(t *testing.T, extra ...string) *proc {
+func (s *setup) start(t *testing.T, extra ...string) *testharness.Proc {
 	t.Helper()
 	args := append([]string{"--config", s.config, "-Q", s.queue, "-c", "8", "-l", "INFO", "-n", nodePattern}, extra...)
 	p := spawn(t, args...)
-	p.waitLog(t, "ready.", 30*time.Second)
+	p.WaitLog(t, "ready.", 30*time.Second)
 	// "ready." is logged before the broker connection is made (see
 	// TestReadyOnlyWhenConnected): wait for the consumer too, so that publishes straight
 	// to the queue find it.
-	waitConsumer(t, s.amqpURL, s.queue, p, 30*time.Second)
+	testharness.WaitConsumer(t, s.amqpURL, s.queue, p, 30*time.Second)
 	return p
 }
 
-// waitConsumer waits until the queue exists and has a consumer.
-func waitConsumer(t *testing.T, url, queue string, p *proc, timeout time.Duration) {
+// spawn starts the binary with args in an empty directory; the test's cleanup kills it if
+// it is still running and logs its output if the test failed.
+func spawn(t *testing.T, args ...string) *testharness.Proc {
 	t.Helper()
-	conn, err := amqp.Dial(url)
-	require.NoError(t, err)
-	defer func() { _ = conn.Close() }()
-	deadline := time.Now().Add(timeout)
-	for {
-		ch, err := conn.Channel()
-		require.NoError(t, err)
-		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-		if err == nil {
-			_ = ch.Close()
-			if q.Consumers > 0 {
-				return
-			}
-		}
-		if p.exited() || time.Now().After(deadline) {
-			t.Fatalf("no consumer on queue %s within %v; ccworker output:\n%s", queue, timeout, p.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// spawn starts the binary with args; the test's cleanup kills it if it is still running
-// and prints its output if the test failed.
-func spawn(t *testing.T, args ...string) *proc {
-	t.Helper()
-	p := &proc{cmd: exec.Command(binary, args...), out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Dir = t.TempDir() // no stray ./celeryconfig.py
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		if !p.exited() {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("ccworker %s output:\n%s", strings.Join(args, " "), p.out.String())
-		}
-	})
-	return p
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// waitLog waits until the output contains substr; it fails the test on timeout or if the
-// process exits first.
-func (p *proc) waitLog(t *testing.T, substr string, timeout time.Duration) {
-	t.Helper()
-	p.waitLogFunc(t, substr, timeout, func(out string) bool { return strings.Contains(out, substr) })
-}
-
-func (p *proc) waitLogFunc(t *testing.T, what string, timeout time.Duration, ok func(string) bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		out := p.out.String()
-		if ok(out) {
-			return
-		}
-		if p.exited() {
-			t.Fatalf("ccworker exited (%v) before logging %q; output:\n%s", p.err, what, p.out.String())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ccworker did not log %q within %v; output:\n%s", what, timeout, out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (p *proc) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(sig), "signal %v", sig)
-}
-
-// wait returns the exit code once the process has exited, or ok=false after timeout.
-func (p *proc) wait(timeout time.Duration) (code int, ok bool) {
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		return 0, false
-	}
-	var ee *exec.ExitError
-	if errors.As(p.err, &ee) {
-		return ee.ExitCode(), true
-	}
-	if p.err != nil {
-		return -1, true
-	}
-	return 0, true
-}
-
-// stop sends SIGTERM and requires exit code 0 within 30 s.
-func (p *proc) stop(t *testing.T) {
-	t.Helper()
-	p.signal(t, syscall.SIGTERM)
-	code, ok := p.wait(30 * time.Second)
-	require.True(t, ok, "ccworker did not exit within 30 s of SIGTERM; output:\n%s", p.out.String())
-	require.Equal(t, 0, code, "ccworker exit code after SIGTERM; output:\n%s", p.out.String())
+	return testharness.Start(t, exec.Command(binary, args...))
 }
 
 // ---------------------------------------------------------------- the Celery client
@@ -328,21 +181,15 @@ func (s *setup) run(ctx context.Context, c client, args ...string) (stdout, stde
 	if c.protocol == 0 {
 		c.protocol = 2
 	}
-	full := []string{clientPath, "--broker", s.amqpURL, "--backend", s.mongoURL, "--database", s.db.Name(),
-		"--collection", collection, "--queue", s.queue, "--serializer", c.serializer,
-		"--protocol", fmt.Sprint(c.protocol)}
+	flags := []string{"--serializer", c.serializer, "--protocol", fmt.Sprint(c.protocol)}
 	if c.extended {
-		full = append(full, "--result-extended")
+		flags = append(flags, "--result-extended")
 	}
-	cmd := exec.CommandContext(ctx, python, append(full, args...)...)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return o.String(), e.String(), ee.ExitCode(), nil
-	}
-	return o.String(), e.String(), 0, err
+	return s.client().Run(ctx, append(flags, args...)...)
+}
+
+func (s *setup) client() testharness.Client {
+	return testharness.Client{Broker: s.amqpURL, Backend: s.mongoURL, Database: s.db.Name(), Collection: collection, Queue: s.queue}
 }
 
 // callOut is the JSON line `celery_client.py call` prints.
@@ -390,83 +237,17 @@ func parseCallOut(stdout string) (callOut, error) {
 
 // ---------------------------------------------------------------- AMQP and MongoDB
 
-func dialAMQP(t *testing.T, url string) (*amqp.Connection, *amqp.Channel) {
-	t.Helper()
-	conn, err := amqp.Dial(url)
-	require.NoError(t, err, "dial %s", url)
-	ch, err := conn.Channel()
-	if err != nil {
-		_ = conn.Close()
-		require.NoError(t, err)
-	}
-	return conn, ch
-}
-
-// readyCount is the queue's number of ready messages (a passive declare); -1 if the queue
-// does not exist.
-func readyCount(t *testing.T, url, queue string) int {
-	t.Helper()
-	conn, ch := dialAMQP(t, url)
-	defer func() { _ = conn.Close() }()
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	if err != nil {
-		return -1
-	}
-	return q.Messages
-}
-
-// waitReady polls readyCount until it is want (the broker requeues the unacked messages
-// of a closed connection asynchronously) and returns the last count.
-func waitReady(t *testing.T, url, queue string, want int, timeout time.Duration) int {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		n := readyCount(t, url, queue)
-		if n == want || time.Now().After(deadline) {
-			return n
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func deleteQueue(t *testing.T, url, queue string) {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Logf("cleanup: cannot delete queue %s: %v", queue, err)
-		return
-	}
-	defer func() { _ = conn.Close() }()
-	if ch, err := conn.Channel(); err == nil {
-		_, _ = ch.QueueDelete(queue, false, false, false)
-		_ = ch.ExchangeDelete(queue, false, false)
-	}
-}
-
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
 func (s *setup) coll() *mongo.Collection { return s.db.Collection(collection) }
 
 func (s *setup) findRaw(t *testing.T, id string) (bson.Raw, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return s.coll().FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
+	return testharness.FindRaw(t, s.coll(), id)
 }
 
 // countDocs counts the documents, optionally only those with the given ids and status.
 func (s *setup) countDocs(t *testing.T, filter bson.D) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := s.coll().CountDocuments(ctx, filter)
-	require.NoError(t, err)
-	return int(n)
+	return testharness.CountDocs(t, s.coll(), filter)
 }
 
 // ---------------------------------------------------------------- 1, 2: the interop matrix
@@ -600,7 +381,7 @@ func TestInteropMatrix(t *testing.T) {
 			})
 		})
 	}
-	w.stop(t)
+	w.Stop(t)
 }
 
 // docWant is what a stored result document must hold.
@@ -707,7 +488,7 @@ func TestResultExtendedClient(t *testing.T) {
 	host, _ := os.Hostname()
 	checkDocument(t, raw, docWant{id: out.ID, status: "SUCCESS", result: "5", name: "ccworker.add",
 		args: `[2,3]`, kwargs: `{}`, worker: "interop@" + host, queue: s.queue})
-	w.stop(t)
+	w.Stop(t)
 }
 
 // ---------------------------------------------------------------- 4: accept_content
@@ -724,7 +505,7 @@ func TestContentTypeRefused(t *testing.T) {
 	assert.Equal(t, 2, out.code, "the client must time out: %+v", out)
 	assert.Equal(t, "PENDING", out.State, "%+v", out)
 	require.NotEmpty(t, out.ID)
-	w.waitLogFunc(t, "refused content type line", 10*time.Second, func(log string) bool {
+	w.WaitLogFunc(t, "refused content type line", 10*time.Second, func(log string) bool {
 		return lineWith(log, "refused content type", "application/x-msgpack", out.ID)
 	})
 
@@ -732,8 +513,8 @@ func TestContentTypeRefused(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "SUCCESS", good.State, "a json task after the refused one: %+v", good)
 
-	w.stop(t)
-	assert.Equal(t, 0, waitReady(t, s.amqpURL, s.queue, 0, 2*time.Second), "messages left in the queue")
+	w.Stop(t)
+	assert.Equal(t, 0, testharness.WaitReady(t, s.amqpURL, s.queue, 0, 2*time.Second), "messages left in the queue")
 	_, err = s.findRaw(t, out.ID)
 	assert.ErrorIs(t, err, mongo.ErrNoDocuments, "no result document for the refused task")
 	assert.Equal(t, 1, s.countDocs(t, bson.D{}), "only the json task's document")
@@ -764,7 +545,7 @@ func TestGarbageMessages(t *testing.T) {
 	needCelery(t)
 	w := s.start(t)
 
-	conn, ch := dialAMQP(t, s.amqpURL)
+	conn, ch := testharness.Dial(t, s.amqpURL)
 	defer func() { _ = conn.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -776,17 +557,17 @@ func TestGarbageMessages(t *testing.T) {
 		}))
 	}
 
-	id := newUUID()
+	id := testharness.NewUUID()
 	publish(amqp.Table{"task": "ccworker.add", "id": id}, "not json")
-	w.waitLogFunc(t, "a decode error naming "+id, 10*time.Second, func(log string) bool {
+	w.WaitLogFunc(t, "a decode error naming "+id, 10*time.Second, func(log string) bool {
 		return lineWith(log, "ERROR", id)
 	})
-	line := firstLineWith(w.out.String(), id)
+	line := firstLineWith(w.Output(), id)
 	assert.Regexp(t, regexp.MustCompile(`(?i)decode|json|invalid`), line, "the error must say what is wrong")
 
-	before := strings.Count(w.out.String(), "\n")
+	before := strings.Count(w.Output(), "\n")
 	publish(nil, "[1,2]")
-	w.waitLogFunc(t, "an ERROR line saying the header-less message was rejected", 10*time.Second, func(log string) bool {
+	w.WaitLogFunc(t, "an ERROR line saying the header-less message was rejected", 10*time.Second, func(log string) bool {
 		lines := strings.Split(log, "\n")
 		return lineWith(strings.Join(lines[min(before, len(lines)):], "\n"), "ERROR", "reject")
 	})
@@ -796,8 +577,8 @@ func TestGarbageMessages(t *testing.T) {
 	assert.Equal(t, "SUCCESS", good.State, "a good task after the garbage: %+v", good)
 	assert.Equal(t, "5", compactValue(t, good.Result))
 
-	w.stop(t)
-	assert.Equal(t, 0, waitReady(t, s.amqpURL, s.queue, 0, 2*time.Second),
+	w.Stop(t)
+	assert.Equal(t, 0, testharness.WaitReady(t, s.amqpURL, s.queue, 0, 2*time.Second),
 		"the garbage must be acked or rejected without requeue")
 	_, err = s.findRaw(t, id)
 	assert.ErrorIs(t, err, mongo.ErrNoDocuments, "no document for an undecodable message")

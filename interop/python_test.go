@@ -29,7 +29,7 @@ func TestPythonTasks(t *testing.T) {
 	t.Setenv("PYTHONPATH", lib) // inherited by ccworker and so by its Python children
 
 	p := s.start(t, "-P", "prefork", "-c", "2")
-	p.waitLog(t, "mylib.tasks.add", 10*time.Second) // the banner or the registration line lists it
+	p.WaitLog(t, "mylib.tasks.add", 10*time.Second) // the banner or the registration line lists it
 
 	t.Run("add", func(t *testing.T) {
 		out, err := s.call(t, client{}, "mylib.tasks.add", "[2, 3]", "{}", 30)
@@ -82,5 +82,5 @@ func TestPythonTasks(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, json.Number("2"), out.Result)
 	})
-	p.stop(t)
+	p.Stop(t)
 }

@@ -12,6 +12,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/ccworker/ccworker/prefetch"
+
+	"github.com/ccworker/ccworker/internal/testharness"
 )
 
 // Retries, ETA (held and parked in a broker-side delay queue) and expiry, sent by
@@ -21,11 +23,11 @@ func TestRetryETAAndExpiry(t *testing.T) {
 	s := newSetup(t)
 	t.Cleanup(func() {
 		for _, b := range []time.Duration{time.Second, 2 * time.Second} {
-			deleteQueue(t, s.amqpURL, prefetch.DelayQueueName(s.queue, b))
+			testharness.DeleteQueue(t, s.amqpURL, prefetch.DelayQueueName(s.queue, b))
 		}
 	})
 	p := s.start(t, "--eta-hold", "1s")
-	defer p.stop(t)
+	defer p.Stop(t)
 
 	type result struct {
 		out     callOut
@@ -65,7 +67,7 @@ func TestRetryETAAndExpiry(t *testing.T) {
 	}
 
 	flaky := res["flaky"].out
-	assert.Equal(t, "SUCCESS", flaky.State, "flaky: %+v\n%s", flaky, p.out.String())
+	assert.Equal(t, "SUCCESS", flaky.State, "flaky: %+v\n%s", flaky, p.Output())
 	assert.Equal(t, json.Number("2"), flaky.Result)
 	raw, err := s.findRaw(t, flaky.ID)
 	require.NoError(t, err)
@@ -76,7 +78,7 @@ func TestRetryETAAndExpiry(t *testing.T) {
 	assert.GreaterOrEqual(t, eta.elapsed, 3*time.Second, "ran no earlier than its ETA")
 	assert.Less(t, eta.elapsed, 8*time.Second, "and soon after it")
 	// Due in 3 s with a 1 s hold window: it went through the 2 s delay queue.
-	assert.Zero(t, readyCount(t, s.amqpURL, prefetch.DelayQueueName(s.queue, 2*time.Second)),
+	assert.Zero(t, testharness.ReadyCount(t, s.amqpURL, prefetch.DelayQueueName(s.queue, 2*time.Second)),
 		"the delay queue exists and is empty again")
 
 	expired := res["expired"].out
@@ -95,7 +97,7 @@ func TestRateLimitFromAnnotations(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 	p := s.start(t)
-	defer p.stop(t)
+	defer p.Stop(t)
 
 	stdout, stderr, code, err := s.run(t.Context(), client{}, "load", "--task", "ccworker.noop", "--n", "6", "--timeout", "30")
 	require.NoError(t, err)
@@ -115,7 +117,7 @@ func TestTimeLimitsFromTheMessage(t *testing.T) {
 	needCelery(t)
 	s := newSetup(t)
 	p := s.start(t)
-	defer p.stop(t)
+	defer p.Stop(t)
 	stdout, _, _, err := s.run(t.Context(), client{}, "call", "ccworker.sleep", "--args", "[30]",
 		"--soft-time-limit", "0.5", "--time-limit", "5", "--timeout", "20")
 	require.NoError(t, err)
@@ -139,12 +141,12 @@ func TestPyAmqpLongHeader(t *testing.T) {
 	needCelery(t)
 	s := newSetup(t)
 	p := s.start(t)
-	defer p.stop(t)
+	defer p.Stop(t)
 	stdout, stderr, _, err := s.run(t.Context(), client{}, "call", "ccworker.add", "--args", "[1, 2]",
 		"--headers", `{"big": 1099511627776, "nested": {"n": 1099511627776}}`, "--timeout", "20")
 	require.NoError(t, err, stderr)
 	out, err := parseCallOut(stdout)
 	require.NoError(t, err)
-	assert.Equal(t, "SUCCESS", out.State, "%+v\n%s", out, p.out.String())
-	assert.NotContains(t, p.out.String(), "connection lost")
+	assert.Equal(t, "SUCCESS", out.State, "%+v\n%s", out, p.Output())
+	assert.NotContains(t, p.Output(), "connection lost")
 }

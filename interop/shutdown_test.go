@@ -17,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/ccworker/ccworker/internal/testenv"
+	"github.com/ccworker/ccworker/internal/testharness"
 )
 
 // publish publishes n tasks with `celery_client.py load --publish-only` and returns their ids.
@@ -59,17 +60,17 @@ func TestWarmShutdownLosesNothing(t *testing.T) {
 	ids := s.publish(t, "ccworker.sleep", "[0.2]", n)
 	require.Len(t, ids, n)
 	time.Sleep(time.Second)
-	w.signal(t, syscall.SIGTERM)
+	w.Signal(t, syscall.SIGTERM)
 	start := time.Now()
-	code, ok := w.wait(35 * time.Second)
-	require.True(t, ok, "ccworker did not exit within the 30 s drain timeout (+5 s); output:\n%s", w.out.String())
-	require.Equal(t, 0, code, "exit code of a warm shutdown; output:\n%s", w.out.String())
+	code, ok := w.Wait(35 * time.Second)
+	require.True(t, ok, "ccworker did not exit within the 30 s drain timeout (+5 s); output:\n%s", w.Output())
+	require.Equal(t, 0, code, "exit code of a warm shutdown; output:\n%s", w.Output())
 	t.Logf("warm shutdown took %v", time.Since(start).Round(time.Millisecond))
 
 	stored := s.countDocs(t, idsFilter(ids, ""))
 	succeeded := s.countDocs(t, idsFilter(ids, "SUCCESS"))
 	assert.Equal(t, stored, succeeded, "every stored document must be SUCCESS")
-	ready := waitReady(t, s.amqpURL, s.queue, n-stored, 5*time.Second)
+	ready := testharness.WaitReady(t, s.amqpURL, s.queue, n-stored, 5*time.Second)
 	t.Logf("after the warm shutdown: %d SUCCESS documents, %d messages ready", succeeded, ready)
 	require.Equal(t, n, stored+ready, "documents (%d) + messages ready (%d) must be the %d tasks published: "+
 		"fewer means lost tasks, more means tasks stored but requeued", stored, ready, n)
@@ -86,8 +87,8 @@ func TestWarmShutdownLosesNothing(t *testing.T) {
 	require.NoError(t, err, stderr)
 	assert.Equal(t, 0, code, "celery_client.py wait: %s%s", stdout, stderr)
 	assert.Equal(t, n, s.countDocs(t, idsFilter(ids, "SUCCESS")), "SUCCESS documents after the second worker")
-	w2.stop(t)
-	assert.Equal(t, 0, readyCount(t, s.amqpURL, s.queue), "messages left")
+	w2.Stop(t)
+	assert.Equal(t, 0, testharness.ReadyCount(t, s.amqpURL, s.queue), "messages left")
 }
 
 // TestSecondSignalRequeues: a second signal during the drain stops at once with a
@@ -100,7 +101,7 @@ func TestSecondSignalRequeues(t *testing.T) {
 	w := s.start(t)
 
 	ids := s.publish(t, "ccworker.sleep", "[30]", n)
-	w.waitLogFunc(t, "all tasks received", 15*time.Second, func(log string) bool {
+	w.WaitLogFunc(t, "all tasks received", 15*time.Second, func(log string) bool {
 		got := 0
 		for _, id := range ids {
 			if lineWith(log, "received", id) {
@@ -109,19 +110,19 @@ func TestSecondSignalRequeues(t *testing.T) {
 		}
 		return got == n
 	})
-	w.signal(t, syscall.SIGTERM)
+	w.Signal(t, syscall.SIGTERM)
 	time.Sleep(500 * time.Millisecond)
-	w.signal(t, syscall.SIGTERM) // a duplicate: still draining
-	_, exited := w.wait(time.Second)
-	require.False(t, exited, "a duplicate SIGTERM must not cut the drain short; output:\n%s", w.out.String())
-	w.signal(t, syscall.SIGINT)
+	w.Signal(t, syscall.SIGTERM) // a duplicate: still draining
+	_, exited := w.Wait(time.Second)
+	require.False(t, exited, "a duplicate SIGTERM must not cut the drain short; output:\n%s", w.Output())
+	w.Signal(t, syscall.SIGINT)
 	start := time.Now()
-	code, ok := w.wait(5 * time.Second)
-	require.True(t, ok, "ccworker did not exit within 5 s of the second SIGTERM; output:\n%s", w.out.String())
+	code, ok := w.Wait(5 * time.Second)
+	require.True(t, ok, "ccworker did not exit within 5 s of the second SIGTERM; output:\n%s", w.Output())
 	t.Logf("exited %v after the second signal with code %d", time.Since(start).Round(time.Millisecond), code)
-	assert.NotEqual(t, 0, code, "a cut-short shutdown must exit non-zero; output:\n%s", w.out.String())
+	assert.NotEqual(t, 0, code, "a cut-short shutdown must exit non-zero; output:\n%s", w.Output())
 
-	assert.Equal(t, n, waitReady(t, s.amqpURL, s.queue, n, 5*time.Second),
+	assert.Equal(t, n, testharness.WaitReady(t, s.amqpURL, s.queue, n, 5*time.Second),
 		"the running tasks' messages must be back in the queue")
 	assert.Equal(t, 0, s.countDocs(t, idsFilter(ids, "")),
 		"no result may be stored for tasks cut short by a cold shutdown (they run again)")
@@ -144,8 +145,8 @@ func TestBrokerPasswordNotLogged(t *testing.T) {
 
 	check := func(t *testing.T, args ...string) {
 		p := spawn(t, append(args, "-Q", "interop_never_declared", "-c", "8", "-l", "DEBUG", "-n", nodePattern)...)
-		code, ok := p.wait(15 * time.Second)
-		out := p.out.String()
+		code, ok := p.Wait(15 * time.Second)
+		out := p.Output()
 		require.True(t, ok, "ccworker still running 15 s after a refused login; output:\n%s", out)
 		assert.NotEqual(t, 0, code, "exit code; output:\n%s", out)
 		// RabbitMQ closes the socket after a refused login; amqp091-go reports it as
@@ -171,12 +172,12 @@ func TestReadyOnlyWhenConnected(t *testing.T) {
 	// Port 1 on loopback: connection refused at once, so ccworker keeps retrying.
 	p := spawn(t, "-b", "amqp://guest:guest@127.0.0.1:1//", "-Q", "interop_never_declared", "-c", "8",
 		"-l", "INFO", "-n", nodePattern)
-	p.waitLog(t, "cannot reach the broker", 15*time.Second)
+	p.WaitLog(t, "cannot reach the broker", 15*time.Second)
 	time.Sleep(500 * time.Millisecond)
-	assert.NotContains(t, p.out.String(), "ready.",
+	assert.NotContains(t, p.Output(), "ready.",
 		"ccworker logs ready. before it has a broker connection")
-	p.signal(t, syscall.SIGTERM)
-	code, ok := p.wait(10 * time.Second)
-	require.True(t, ok, "ccworker did not exit within 10 s of SIGTERM while connecting; output:\n%s", p.out.String())
+	p.Signal(t, syscall.SIGTERM)
+	code, ok := p.Wait(10 * time.Second)
+	require.True(t, ok, "ccworker did not exit within 10 s of SIGTERM while connecting; output:\n%s", p.Output())
 	t.Logf("SIGTERM while connecting: exit code %d", code)
 }

@@ -279,45 +279,24 @@ func (r *Request) applyFields(h map[string]any, utc bool, collect bool) error {
 		naive = time.Local
 	}
 	for k, v := range h {
+		if dst := r.stringFieldOf(k); dst != nil {
+			if err := stringField(dst, k, v); err != nil {
+				return err
+			}
+			continue
+		}
 		var err error
 		switch k {
-		case "task":
-			err = stringField(&r.Task, k, v)
-		case "id":
-			err = stringField(&r.ID, k, v)
-		case "shadow":
-			err = stringField(&r.Shadow, k, v)
-		case "root_id":
-			err = stringField(&r.RootID, k, v)
-		case "parent_id":
-			err = stringField(&r.ParentID, k, v)
-		case "group":
-			err = stringField(&r.GroupID, k, v)
-		case "origin":
-			err = stringField(&r.Origin, k, v)
-		case "argsrepr":
-			err = stringField(&r.ArgsRepr, k, v)
-		case "kwargsrepr":
-			err = stringField(&r.KwargsRepr, k, v)
 		case "eta":
 			r.ETA, err = timeField(k, v, naive)
 		case "expires":
 			r.Expires, err = timeField(k, v, naive)
 		case "retries":
-			if v != nil {
-				n, ok := asInt(v)
-				if !ok {
-					err = fmt.Errorf("%w: retries is %s, want an integer", ErrInvalidTask, typeName(v))
-				}
-				r.Retries = int(n)
-			}
+			err = intField(&r.Retries, k, v)
 		case "group_index":
 			if v != nil {
-				n, ok := asInt(v)
-				if !ok {
-					err = fmt.Errorf("%w: group_index is %s, want an integer", ErrInvalidTask, typeName(v))
-				}
-				i := int(n)
+				i := 0
+				err = intField(&i, k, v)
 				r.GroupIndex = &i
 			}
 		case "timelimit":
@@ -343,23 +322,65 @@ func (r *Request) applyFields(h map[string]any, utc bool, collect bool) error {
 		case "lang", "meth", "compression":
 			// lang is always "py", meth is unused, compression was applied.
 		default:
-			if !collect {
-				continue
+			if collect {
+				err = r.collectHeader(k, v)
 			}
-			n, nerr := normalize(v, 1)
-			if nerr != nil {
-				err = fmt.Errorf("%w: header %s: %w", ErrInvalidTask, k, nerr)
-				break
-			}
-			if r.Headers == nil {
-				r.Headers = make(map[string]any)
-			}
-			r.Headers[k] = n
 		}
 		if err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// stringFieldOf returns the Request field of a string header, or nil.
+func (r *Request) stringFieldOf(k string) *string {
+	switch k {
+	case "task":
+		return &r.Task
+	case "id":
+		return &r.ID
+	case "shadow":
+		return &r.Shadow
+	case "root_id":
+		return &r.RootID
+	case "parent_id":
+		return &r.ParentID
+	case "group":
+		return &r.GroupID
+	case "origin":
+		return &r.Origin
+	case "argsrepr":
+		return &r.ArgsRepr
+	case "kwargsrepr":
+		return &r.KwargsRepr
+	}
+	return nil
+}
+
+// intField reads an integer header; None leaves dst alone.
+func intField(dst *int, k string, v any) error {
+	if v == nil {
+		return nil
+	}
+	n, ok := asInt(v)
+	if !ok {
+		return fmt.Errorf("%w: %s is %s, want an integer", ErrInvalidTask, k, typeName(v))
+	}
+	*dst = int(n)
+	return nil
+}
+
+// collectHeader keeps a header the protocol does not define, for the task.
+func (r *Request) collectHeader(k string, v any) error {
+	n, err := normalize(v, 1)
+	if err != nil {
+		return fmt.Errorf("%w: header %s: %w", ErrInvalidTask, k, err)
+	}
+	if r.Headers == nil {
+		r.Headers = make(map[string]any)
+	}
+	r.Headers[k] = n
 	return nil
 }
 

@@ -29,18 +29,38 @@ func EncodeV2(r *Request) (Message, error) {
 	if kwargs == nil {
 		kwargs = map[string]any{}
 	}
+	body, err := encodeBodyV2(r, args, kwargs)
+	if err != nil {
+		return Message{}, err
+	}
+	corr := r.CorrelationID
+	if corr == "" {
+		corr = r.ID
+	}
+	return Message{
+		ContentType:     ContentTypeJSON,
+		ContentEncoding: "utf-8",
+		Headers:         headersV2(r, args, kwargs),
+		Body:            body,
+		CorrelationID:   corr,
+		ReplyTo:         r.ReplyTo,
+		Priority:        r.Priority,
+	}, nil
+}
 
+// encodeBodyV2 renders the protocol 2 body [args, kwargs, embed] in
+// Celery's key order, which a map would lose.
+func encodeBodyV2(r *Request, args []any, kwargs map[string]any) ([]byte, error) {
 	body := make([]byte, 0, 128)
 	body = append(body, '[')
 	var err error
 	if body, err = AppendJSON(body, args); err != nil {
-		return Message{}, fmt.Errorf("protocol: EncodeV2 args: %w", err)
+		return nil, fmt.Errorf("protocol: EncodeV2 args: %w", err)
 	}
 	body = append(body, ", "...)
 	if body, err = AppendJSON(body, kwargs); err != nil {
-		return Message{}, fmt.Errorf("protocol: EncodeV2 kwargs: %w", err)
+		return nil, fmt.Errorf("protocol: EncodeV2 kwargs: %w", err)
 	}
-	// Celery's key order, which a map would lose.
 	for i, part := range [...]struct {
 		key string
 		v   any
@@ -53,11 +73,14 @@ func EncodeV2(r *Request) (Message, error) {
 		body = append(body, part.key...)
 		body = append(body, `": `...)
 		if body, err = AppendJSON(body, part.v); err != nil {
-			return Message{}, fmt.Errorf("protocol: EncodeV2 %s: %w", part.key, err)
+			return nil, fmt.Errorf("protocol: EncodeV2 %s: %w", part.key, err)
 		}
 	}
-	body = append(body, "}]"...)
+	return append(body, "}]"...), nil
+}
 
+// headersV2 builds the protocol 2 headers.
+func headersV2(r *Request, args []any, kwargs map[string]any) map[string]any {
 	argsRepr, kwargsRepr := r.ArgsRepr, r.KwargsRepr
 	if argsRepr == "" {
 		argsRepr = pyRepr(args, true)
@@ -69,7 +92,6 @@ func EncodeV2(r *Request) (Message, error) {
 	if rootID == "" {
 		rootID = r.ID
 	}
-
 	h := make(map[string]any, 20+len(r.Headers))
 	// Custom headers first, so they cannot override the protocol fields.
 	for k, v := range r.Headers {
@@ -106,20 +128,7 @@ func EncodeV2(r *Request) (Message, error) {
 		}
 		h["stamps"] = stamps
 	}
-
-	corr := r.CorrelationID
-	if corr == "" {
-		corr = r.ID
-	}
-	return Message{
-		ContentType:     ContentTypeJSON,
-		ContentEncoding: "utf-8",
-		Headers:         h,
-		Body:            body,
-		CorrelationID:   corr,
-		ReplyTo:         r.ReplyTo,
-		Priority:        r.Priority,
-	}, nil
+	return h
 }
 
 func listOrNil(a []any) any {

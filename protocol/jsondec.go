@@ -270,6 +270,12 @@ func (d *jsonDecoder) str() (string, error) {
 			return "", d.syntax("control character in string")
 		}
 	}
+	return d.strEscaped(start, i)
+}
+
+// strEscaped finishes a string from i, the first backslash; start is the
+// offset after the opening quote.
+func (d *jsonDecoder) strEscaped(start, i int) (string, error) {
 	buf := make([]byte, 0, i-start+16)
 	buf = append(buf, d.data[start:i]...)
 	for i < len(d.data) {
@@ -304,28 +310,10 @@ func (d *jsonDecoder) str() (string, error) {
 		case 't':
 			buf = append(buf, '\t')
 		case 'u':
-			r, ok := hex4(d.data[i+1:])
-			if !ok {
-				d.pos = i
-				return "", d.syntax("invalid \\u escape")
+			var err error
+			if buf, i, err = d.appendUnicodeEscape(buf, i); err != nil {
+				return "", err
 			}
-			i += 4
-			if utf16.IsSurrogate(r) {
-				// Python keeps a lone surrogate; Go strings can't, so it
-				// becomes U+FFFD like encoding/json does.
-				if i+6 < len(d.data) && d.data[i+1] == '\\' && d.data[i+2] == 'u' {
-					if r2, ok := hex4(d.data[i+3:]); ok {
-						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-							r = dec
-							i += 6
-						}
-					}
-				}
-				if utf16.IsSurrogate(r) {
-					r = utf8.RuneError
-				}
-			}
-			buf = utf8.AppendRune(buf, r)
 		default:
 			d.pos = i
 			return "", d.syntax("invalid escape")
@@ -334,6 +322,33 @@ func (d *jsonDecoder) str() (string, error) {
 	}
 	d.pos = len(d.data)
 	return "", d.syntax("unterminated string")
+}
+
+// appendUnicodeEscape decodes the \uXXXX escape whose 'u' is at i (and a
+// following low surrogate), returning the offset of its last digit.
+func (d *jsonDecoder) appendUnicodeEscape(buf []byte, i int) ([]byte, int, error) {
+	r, ok := hex4(d.data[i+1:])
+	if !ok {
+		d.pos = i
+		return buf, i, d.syntax("invalid \\u escape")
+	}
+	i += 4
+	if utf16.IsSurrogate(r) {
+		// Python keeps a lone surrogate; Go strings can't, so it
+		// becomes U+FFFD like encoding/json does.
+		if i+6 < len(d.data) && d.data[i+1] == '\\' && d.data[i+2] == 'u' {
+			if r2, ok := hex4(d.data[i+3:]); ok {
+				if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+					r = dec
+					i += 6
+				}
+			}
+		}
+		if utf16.IsSurrogate(r) {
+			r = utf8.RuneError
+		}
+	}
+	return utf8.AppendRune(buf, r), i, nil
 }
 
 func hex4(b []byte) (rune, bool) {

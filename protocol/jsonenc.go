@@ -87,37 +87,46 @@ func appendJSON(b []byte, v any, depth int) ([]byte, error) {
 		b = appendPyISO(b, x, true)
 		return append(b, '"'), nil
 	case []any:
-		b = append(b, '[')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ", "...)
-			}
-			var err error
-			if b, err = appendJSON(b, e, depth+1); err != nil {
-				return b, err
-			}
-		}
-		return append(b, ']'), nil
+		return appendJSONList(b, x, depth)
 	case map[string]any:
-		b = append(b, '{')
-		for i, k := range slices.Sorted(maps.Keys(x)) {
-			if i > 0 {
-				b = append(b, ", "...)
-			}
-			b = appendJSONString(b, k)
-			b = append(b, ": "...)
-			var err error
-			if b, err = appendJSON(b, x[k], depth+1); err != nil {
-				return b, err
-			}
-		}
-		return append(b, '}'), nil
+		return appendJSONMap(b, x, depth)
 	case ExceptionInfo:
 		return x.AppendJSON(b)
 	case json.Marshaler:
 		return appendMarshaler(b, x)
 	}
 	return appendReflect(b, v, depth)
+}
+
+func appendJSONList(b []byte, x []any, depth int) ([]byte, error) {
+	b = append(b, '[')
+	for i, e := range x {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		var err error
+		if b, err = appendJSON(b, e, depth+1); err != nil {
+			return b, err
+		}
+	}
+	return append(b, ']'), nil
+}
+
+// appendJSONMap writes the keys sorted, so the output is deterministic.
+func appendJSONMap(b []byte, x map[string]any, depth int) ([]byte, error) {
+	b = append(b, '{')
+	for i, k := range slices.Sorted(maps.Keys(x)) {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ": "...)
+		var err error
+		if b, err = appendJSON(b, x[k], depth+1); err != nil {
+			return b, err
+		}
+	}
+	return append(b, '}'), nil
 }
 
 func appendMarshaler(b []byte, m json.Marshaler) ([]byte, error) {

@@ -103,30 +103,8 @@ func (d *msgpackDecoder) value(depth int) (any, error) {
 			return nil, err
 		}
 		return d.ext(n)
-	case 0xca:
-		n, err := d.uint(4)
-		return float64(math.Float32frombits(uint32(n))), err
-	case 0xcb:
-		n, err := d.uint(8)
-		return math.Float64frombits(n), err
-	case 0xcc, 0xcd, 0xce, 0xcf: // uint 8..64
-		n, err := d.uint(1 << (c - 0xcc))
-		if err != nil {
-			return nil, err
-		}
-		return normUint(n), nil
-	case 0xd0:
-		n, err := d.uint(1)
-		return int64(int8(n)), err
-	case 0xd1:
-		n, err := d.uint(2)
-		return int64(int16(n)), err
-	case 0xd2:
-		n, err := d.uint(4)
-		return int64(int32(n)), err
-	case 0xd3:
-		n, err := d.uint(8)
-		return int64(n), err
+	case 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3:
+		return d.number(c)
 	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8: // fixext 1..16
 		return d.ext(1 << (c - 0xd4))
 	case 0xd9, 0xda, 0xdb: // str 8/16/32
@@ -149,6 +127,35 @@ func (d *msgpackDecoder) value(depth int) (any, error) {
 		return d.mapN(n, depth)
 	}
 	return nil, fmt.Errorf("msgpack: invalid type byte 0x%02x", c)
+}
+
+// number reads the fixed-width float, uint and int types (0xca..0xd3).
+func (d *msgpackDecoder) number(c byte) (any, error) {
+	switch c {
+	case 0xca:
+		n, err := d.uint(4)
+		return float64(math.Float32frombits(uint32(n))), err
+	case 0xcb:
+		n, err := d.uint(8)
+		return math.Float64frombits(n), err
+	case 0xcc, 0xcd, 0xce, 0xcf: // uint 8..64
+		n, err := d.uint(1 << (c - 0xcc))
+		if err != nil {
+			return nil, err
+		}
+		return normUint(n), nil
+	case 0xd0:
+		n, err := d.uint(1)
+		return int64(int8(n)), err
+	case 0xd1:
+		n, err := d.uint(2)
+		return int64(int16(n)), err
+	case 0xd2:
+		n, err := d.uint(4)
+		return int64(int32(n)), err
+	}
+	n, err := d.uint(8) // 0xd3
+	return int64(n), err
 }
 
 func (d *msgpackDecoder) strN(n uint64) (any, error) {

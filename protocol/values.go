@@ -131,67 +131,87 @@ func parseISO(s string, naive *time.Location) (time.Time, error) {
 	loc := naive
 	if p.more() {
 		p.pos++ // any separator, as in Celery's regex
-		hour = p.digits(2, 2)
-		if hour < 0 || hour > 23 || !p.byte(':') {
-			return bad("bad hour")
+		var why string
+		if hour, minute, sec, nsec, why = p.clock(); why != "" {
+			return bad(why)
 		}
-		minute = p.digits(2, 2)
-		if minute < 0 || minute > 59 {
-			return bad("bad minute")
-		}
-		if p.byte(':') {
-			sec = p.digits(2, 2)
-			if sec < 0 || sec > 59 {
-				return bad("bad second")
-			}
-			if p.byte('.') || p.byte(',') {
-				start := p.pos
-				frac := 0
-				for p.more() && isDigit(s[p.pos]) {
-					if p.pos-start < 9 {
-						frac = frac*10 + int(s[p.pos]-'0')
-					}
-					p.pos++
-				}
-				n := p.pos - start
-				if n == 0 {
-					return bad("empty fraction")
-				}
-				for ; n < 9; n++ {
-					frac *= 10
-				}
-				// Python keeps microseconds only.
-				nsec = frac / 1000 * 1000
-			}
-		}
-		if p.more() {
-			switch s[p.pos] {
-			case 'Z', 'z':
-				p.pos++
-				loc = time.UTC
-			case '+', '-':
-				sign := 1
-				if s[p.pos] == '-' {
-					sign = -1
-				}
-				p.pos++
-				oh := p.digits(2, 2)
-				p.byte(':')
-				om := 0
-				if p.more() {
-					om = p.digits(2, 2)
-				}
-				if oh < 0 || oh > 23 || om < 0 || om > 59 {
-					return bad("bad offset")
-				}
-				loc = time.FixedZone("", sign*(oh*3600+om*60))
-			}
+		if loc, why = p.offset(naive); why != "" {
+			return bad(why)
 		}
 	}
 	if p.more() {
 		return bad("unexpected trailing text")
 	}
 	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, loc).UTC(), nil
+}
+
+// clock reads hh:mm[:ss[.ffffff]]; why says what is wrong, if anything.
+func (p *isoParser) clock() (hour, minute, sec, nsec int, why string) {
+	hour = p.digits(2, 2)
+	if hour < 0 || hour > 23 || !p.byte(':') {
+		return 0, 0, 0, 0, "bad hour"
+	}
+	minute = p.digits(2, 2)
+	if minute < 0 || minute > 59 {
+		return 0, 0, 0, 0, "bad minute"
+	}
+	if !p.byte(':') {
+		return hour, minute, 0, 0, ""
+	}
+	sec = p.digits(2, 2)
+	if sec < 0 || sec > 59 {
+		return 0, 0, 0, 0, "bad second"
+	}
+	if p.byte('.') || p.byte(',') {
+		start := p.pos
+		frac := 0
+		for p.more() && isDigit(p.s[p.pos]) {
+			if p.pos-start < 9 {
+				frac = frac*10 + int(p.s[p.pos]-'0')
+			}
+			p.pos++
+		}
+		n := p.pos - start
+		if n == 0 {
+			return 0, 0, 0, 0, "empty fraction"
+		}
+		for ; n < 9; n++ {
+			frac *= 10
+		}
+		// Python keeps microseconds only.
+		nsec = frac / 1000 * 1000
+	}
+	return hour, minute, sec, nsec, ""
+}
+
+// offset reads an optional Z or +hh[:mm] / -hh[:mm]; without one the time
+// is in naive.
+func (p *isoParser) offset(naive *time.Location) (*time.Location, string) {
+	if !p.more() {
+		return naive, ""
+	}
+	switch p.s[p.pos] {
+	case 'Z', 'z':
+		p.pos++
+		return time.UTC, ""
+	case '+', '-':
+		sign := 1
+		if p.s[p.pos] == '-' {
+			sign = -1
+		}
+		p.pos++
+		oh := p.digits(2, 2)
+		p.byte(':')
+		om := 0
+		if p.more() {
+			om = p.digits(2, 2)
+		}
+		if oh < 0 || oh > 23 || om < 0 || om > 59 {
+			return nil, "bad offset"
+		}
+		return time.FixedZone("", sign*(oh*3600+om*60)), ""
+	}
+	return naive, ""
 }
 
 type isoParser struct {

@@ -24,11 +24,12 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/ccworker/ccworker/internal/testenv"
+	"github.com/ccworker/ccworker/internal/testharness"
 )
 
 // allocator is a running `ccworker allocate` with its JSON log lines.
 type allocator struct {
-	*proc
+	*testharness.Proc
 	name string
 }
 
@@ -44,7 +45,7 @@ type logLine struct {
 
 func (a *allocator) lines() []logLine {
 	var out []logLine
-	sc := bufio.NewScanner(strings.NewReader(a.String()))
+	sc := bufio.NewScanner(strings.NewReader(a.Output()))
 	for sc.Scan() {
 		var l logLine
 		if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg != "" {
@@ -80,34 +81,31 @@ func (a *allocator) waitLog(t *testing.T, msg string, n int, timeout time.Durati
 			return seen[n-1]
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("allocator: %d of %d %q lines after %v:\n%s", len(seen), n, msg, timeout, tail(a.String(), 40))
+			t.Fatalf("allocator: %d of %d %q lines after %v:\n%s", len(seen), n, msg, timeout, testharness.Tail(a.Output(), 40))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-func (a *allocator) stop(t *testing.T, sig syscall.Signal) {
+// stop sends sig and returns the exit code; the test fails if the allocator has not
+// ended 30 s later.
+func (a *allocator) stop(t *testing.T, sig syscall.Signal) int {
 	t.Helper()
-	select {
-	case <-a.done:
-		return
-	default:
+	if !a.Exited() {
+		_ = a.Cmd.Process.Signal(sig)
 	}
-	_ = a.cmd.Process.Signal(sig)
-	select {
-	case <-a.done:
-	case <-time.After(30 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-a.done
+	code, ok := a.Wait(30 * time.Second)
+	if !ok {
+		_ = a.Cmd.Process.Kill()
 		t.Errorf("allocator did not stop on %v", sig)
 	}
+	return code
 }
 
 // startAllocator starts `ccworker allocate` for the setup's queue; jobs named name, at
 // most maxJobs, quick polls so the tests run quickly.
 func (s *setup) startAllocator(t *testing.T, name string, maxJobs int, extra ...string) *allocator {
 	t.Helper()
-	a := &allocator{proc: &proc{done: make(chan struct{})}, name: name}
 	args := append([]string{"allocate", "--config", s.config, "-Q", s.queue, "--name", name, "--log-format", "json",
 		"-l", "DEBUG", "--max-jobs", strconv.Itoa(maxJobs), "--poll-interval", "500ms", "--min-interval", "2s",
 		"--worker-max-idle", "3s", "--sbatch-arg=--time=5", "--sbatch-arg=--output=" + filepath.Join(s.dir, "%x-%A_%a.out")},
@@ -115,21 +113,12 @@ func (s *setup) startAllocator(t *testing.T, name string, maxJobs int, extra ...
 	if !containsDash(extra) {
 		args = append(args, "--", "-c", "2")
 	}
-	a.cmd = exec.Command(binary, args...)
-	a.cmd.Dir = s.dir
-	a.cmd.Stdout, a.cmd.Stderr = a.proc, a.proc
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = s.dir
 	// Killed with the test binary (a timeout, a kill), so it cannot go on submitting jobs
 	// for a queue nobody cleans up; its jobs end by --max-idle or --time=5 anyway.
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, a.cmd.Start())
-	go func() { a.err = a.cmd.Wait(); close(a.done) }()
-	t.Cleanup(func() {
-		a.stop(t, syscall.SIGKILL)
-		if t.Failed() {
-			t.Logf("allocator %s output:\n%s", name, tail(a.String(), 60))
-		}
-	})
-	return a
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return &allocator{Proc: testharness.Start(t, cmd), name: name}
 }
 
 func containsDash(args []string) bool {
@@ -316,8 +305,7 @@ func TestAllocateFollowsTheQueue(t *testing.T) {
 	assert.Contains(t, string(body), fmt.Sprintf("ccworker_allocate_submitted_jobs_total %d", submitted2))
 	assert.Contains(t, string(body), "ccworker_allocate_sbatch_failures_total 0")
 	assert.Contains(t, string(body), `ccworker_allocate_queue_ready{queue="`+s.queue+`"} 0`)
-	a.stop(t, syscall.SIGTERM)
-	assert.NoError(t, a.err, "allocator exit on SIGTERM")
+	assert.Equal(t, 0, a.stop(t, syscall.SIGTERM), "allocator exit code on SIGTERM")
 }
 
 // lastLatency is the duration in the allocator's last line starting with prefix.
@@ -414,7 +402,7 @@ func TestAllocatePausesOnSbatchFailures(t *testing.T) {
 	assert.Equal(t, 1, resumedLines, "one line for the resume")
 	assert.Equal(t, 1, jobsN, "the probe job covers %d tasks", n)
 	assert.Equal(t, n, s.succeeded(t))
-	assert.Contains(t, strings.ToLower(a.String()), "invalid partition", "the pause line carries sbatch's error")
+	assert.Contains(t, strings.ToLower(a.Output()), "invalid partition", "the pause line carries sbatch's error")
 }
 
 // TestAllocateJobCancelledMidWork: a job killed while its worker runs tasks loses nothing:
@@ -457,7 +445,7 @@ func TestAllocateJobCancelledMidWork(t *testing.T) {
 	assert.GreaterOrEqual(t, submitted, 3, "the killed job is replaced while tasks remain")
 	idFilter := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "status", Value: "SUCCESS"}}
 	assert.Equal(t, n, s.count(t, idFilter), "every task SUCCESS")
-	assert.Equal(t, 0, readyCount(t, s.amqpURL, s.queue))
+	assert.Equal(t, 0, testharness.ReadyCount(t, s.amqpURL, s.queue))
 }
 
 // TestAllocateNodesMode: --mode nodes submits the nodes script, one job of

@@ -22,29 +22,25 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/ccworker/ccworker/internal/testenv"
+	"github.com/ccworker/ccworker/internal/testharness"
 )
 
 const (
-	python     = "/usr/bin/python3"
 	collection = "celery_taskmeta"
 )
 
 var (
 	binary      string // ccworker built by TestMain ("" when nothing to test against)
 	buildErr    error
-	clientPath  string // scripts/celery_client.py
 	arrayScript string // deploy/slurm/ccworker-array.sbatch
 	nodesScript string // deploy/slurm/ccworker-nodes.sbatch
 	slurmErr    error  // why there is no usable Slurm cluster
@@ -56,26 +52,16 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	clientPath, _ = filepath.Abs("../scripts/celery_client.py")
 	arrayScript, _ = filepath.Abs("../deploy/slurm/ccworker-array.sbatch")
 	nodesScript, _ = filepath.Abs("../deploy/slurm/ccworker-nodes.sbatch")
 	slurmErr = probeSlurm()
 	if slurmErr == nil && os.Getenv(testenv.AMQPVar) != "" && os.Getenv(testenv.MongoVar) != "" {
-		// Slurm jobs run the binary from here: a directory every fake node (this host) can read.
-		dir, err := os.MkdirTemp("", "ccworker-slurmtest-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "slurmtest:", err)
-			return 1
-		}
-		defer func() { _ = os.RemoveAll(dir) }()
-		_ = os.Chmod(dir, 0o755)
-		binary = filepath.Join(dir, "ccworker")
-		if out, err := exec.Command("go", "build", "-o", binary, "../cmd/ccworker").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ../cmd/ccworker: %v\n%s", err, out)
-		}
-		if out, err := exec.Command(python, "-c", "import celery, pymongo").CombinedOutput(); err != nil {
-			celeryErr = fmt.Errorf("%s cannot import celery and pymongo: %v: %s", python, err, out)
-		}
+		// Slurm jobs run the binary from the directory Build makes, which every fake node
+		// (this host) can read.
+		var remove func()
+		binary, remove, buildErr = testharness.Build()
+		defer remove()
+		celeryErr = testharness.CheckCelery()
 	}
 	return m.Run()
 }
@@ -125,7 +111,7 @@ func newSetup(t *testing.T) *setup {
 		t.Fatal(buildErr)
 	}
 	if celeryErr != nil {
-		t.Skipf("no Python Celery client: %v (apt-get install python3-celery python3-pymongo)", celeryErr)
+		t.Skipf("no Python Celery client: %v", celeryErr)
 	}
 	s := &setup{amqpURL: amqpURL, mongoURL: mongoURL, queue: testenv.Name(t, "q"), db: testenv.Database(t)}
 	s.dir = t.TempDir()
@@ -137,7 +123,7 @@ result_backend = '%s'
 mongodb_backend_settings = {'database': '%s', 'taskmeta_collection': '%s'}
 worker_send_task_events = False
 `, amqpURL, mongoURL, s.db.Name(), collection)), 0o644))
-	t.Cleanup(func() { deleteQueue(t, amqpURL, s.queue) })
+	t.Cleanup(func() { testharness.DeleteQueue(t, amqpURL, s.queue) })
 	return s
 }
 
@@ -146,14 +132,11 @@ func (s *setup) client(t *testing.T, timeout time.Duration, args ...string) stri
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	full := append([]string{clientPath, "--broker", s.amqpURL, "--backend", s.mongoURL, "--database", s.db.Name(),
-		"--collection", collection, "--queue", s.queue}, args...)
-	var o, e bytes.Buffer
-	cmd := exec.CommandContext(ctx, python, full...)
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	require.NoError(t, err, "celery_client.py %s: stdout:\n%s\nstderr:\n%s", strings.Join(args, " "), o.String(), e.String())
-	return strings.TrimSpace(o.String())
+	c := testharness.Client{Broker: s.amqpURL, Backend: s.mongoURL, Database: s.db.Name(), Collection: collection, Queue: s.queue}
+	stdout, stderr, code, err := c.Run(ctx, args...)
+	require.NoError(t, err, "celery_client.py %s: stdout:\n%s\nstderr:\n%s", strings.Join(args, " "), stdout, stderr)
+	require.Zero(t, code, "celery_client.py %s: stdout:\n%s\nstderr:\n%s", strings.Join(args, " "), stdout, stderr)
+	return strings.TrimSpace(stdout)
 }
 
 // publish sends n tasks and returns the ids file and the ids.
@@ -181,11 +164,7 @@ func (s *setup) coll() *mongo.Collection { return s.db.Collection(collection) }
 
 func (s *setup) count(t *testing.T, filter bson.D) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := s.coll().CountDocuments(ctx, filter)
-	require.NoError(t, err)
-	return int(n)
+	return testharness.CountDocs(t, s.coll(), filter)
 }
 
 // doc is the part of a result document the tests look at.
@@ -198,12 +177,8 @@ type doc struct {
 
 func (s *setup) docs(t *testing.T) []doc {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cur, err := s.coll().Find(ctx, bson.D{})
-	require.NoError(t, err)
 	var out []doc
-	require.NoError(t, cur.All(ctx, &out))
+	testharness.Docs(t, s.coll(), &out)
 	return out
 }
 
@@ -229,19 +204,11 @@ func (s *setup) sbatch(t *testing.T, args ...string) string {
 			outs, _ := filepath.Glob(filepath.Join(s.dir, "*.out"))
 			for _, f := range outs {
 				b, _ := os.ReadFile(f)
-				t.Logf("---- %s:\n%s", filepath.Base(f), tail(string(b), 60))
+				t.Logf("---- %s:\n%s", filepath.Base(f), testharness.Tail(string(b), 60))
 			}
 		}
 	})
 	return id
-}
-
-func tail(s string, lines int) string {
-	l := strings.Split(s, "\n")
-	if len(l) > lines {
-		l = append([]string{fmt.Sprintf("[... %d lines]", len(l)-lines)}, l[len(l)-lines:]...)
-	}
-	return strings.Join(l, "\n")
 }
 
 // states maps each job (array element "ID_I", or "ID") to its state, finished jobs included
@@ -378,78 +345,14 @@ func readLogs(t *testing.T, pattern string) map[string]string {
 	return m
 }
 
-// ---------------------------------------------------------------- AMQP
-
-func readyCount(t *testing.T, url, queue string) int {
-	t.Helper()
-	conn, err := amqp.Dial(url)
-	require.NoError(t, err)
-	defer func() { _ = conn.Close() }()
-	ch, err := conn.Channel()
-	require.NoError(t, err)
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	if err != nil {
-		return -1
-	}
-	return q.Messages
-}
-
-func deleteQueue(t *testing.T, url, queue string) {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Logf("cleanup: cannot delete queue %s: %v", queue, err)
-		return
-	}
-	defer func() { _ = conn.Close() }()
-	if ch, err := conn.Channel(); err == nil {
-		_, _ = ch.QueueDelete(queue, false, false, false)
-		_ = ch.ExchangeDelete(queue, false, false)
-	}
-}
-
 // ---------------------------------------------------------------- a local (non-Slurm) worker
 
-type proc struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-	err  error
-}
-
-func (p *proc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-func (p *proc) String() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-func (s *setup) localWorker(t *testing.T, args ...string) *proc {
+func (s *setup) localWorker(t *testing.T, args ...string) *testharness.Proc {
 	t.Helper()
-	p := &proc{done: make(chan struct{})}
-	p.cmd = exec.Command(binary, append([]string{"--config", s.config, "-Q", s.queue, "-l", "INFO",
+	cmd := exec.Command(binary, append([]string{"--config", s.config, "-Q", s.queue, "-l", "INFO",
 		"-n", "final@%h"}, args...)...)
-	p.cmd.Dir = s.dir
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	require.NoError(t, p.cmd.Start())
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Signal(syscall.SIGKILL)
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("local worker output:\n%s", tail(p.String(), 40))
-		}
-	})
-	return p
+	cmd.Dir = s.dir
+	return testharness.Start(t, cmd)
 }
 
 // ---------------------------------------------------------------- the tests
@@ -579,7 +482,7 @@ func TestArrayWarmShutdownOnTERM(t *testing.T) {
 	assert.Equal(t, stored, succeeded, "every stored document must be SUCCESS")
 	ready := -1
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		ready = readyCount(t, s.amqpURL, s.queue)
+		ready = testharness.ReadyCount(t, s.amqpURL, s.queue)
 		if stored+ready >= n || time.Now().After(deadline) {
 			break
 		}
@@ -593,13 +496,12 @@ func TestArrayWarmShutdownOnTERM(t *testing.T) {
 	w := s.localWorker(t, "-c", "16", "--max-idle", "3s")
 	s.waitAll(t, idsFile, 60*time.Second)
 	assert.Equal(t, n, s.count(t, append(idFilter, bson.E{Key: "status", Value: "SUCCESS"})), "SUCCESS documents after the final worker")
-	select {
-	case <-w.done:
-		assert.NoError(t, w.err, "final worker exit")
-	case <-time.After(20 * time.Second):
+	if code, ok := w.Wait(20 * time.Second); !ok {
 		t.Error("final worker did not leave by --max-idle 3s")
+	} else {
+		assert.Zero(t, code, "final worker exit")
 	}
-	assert.Equal(t, 0, readyCount(t, s.amqpURL, s.queue), "messages left in the queue")
+	assert.Equal(t, 0, testharness.ReadyCount(t, s.amqpURL, s.queue), "messages left in the queue")
 }
 
 // TestNodesScript: one allocation of 2 nodes, srun starts a worker on each; both work and
@@ -632,6 +534,6 @@ func TestNodesScript(t *testing.T) {
 	assert.Len(t, workers, nodes, "one worker per node must have run tasks: %v", workers)
 	assert.Len(t, hosts, nodes, "the workers' Slurm nodes: %v", hosts)
 	l := readLogs(t, filepath.Join(s.dir, job+".out"))[job+".out"]
-	assert.Equal(t, nodes, strings.Count(l, "(--max-idle): stopping"), "both workers leave by --max-idle:\n%s", tail(l, 30))
+	assert.Equal(t, nodes, strings.Count(l, "(--max-idle): stopping"), "both workers leave by --max-idle:\n%s", testharness.Tail(l, 30))
 	assert.Contains(t, l, "srun exited 0")
 }

@@ -1,4 +1,4 @@
-package config
+package pyliteral
 
 import (
 	"bytes"
@@ -120,23 +120,12 @@ const oneOps = "()[]{},:.;=+-*/%@&|^~<>"
 func (lx *lexer) next() (token, error) {
 	for {
 		if lx.atLineStart && lx.depth == 0 {
-			start := lx.off
-			for lx.off < len(lx.src) && (lx.src[lx.off] == ' ' || lx.src[lx.off] == '\t' || lx.src[lx.off] == '\f') {
-				lx.off++
+			eof, err := lx.startLine()
+			if err != nil {
+				return token{}, err
 			}
-			c := lx.peekByte(0)
-			if lx.off >= len(lx.src) || c == '\n' || c == '#' {
-				// Blank or comment-only line: no statement, no indentation rule.
-				lx.skipComment()
-				if lx.off >= len(lx.src) {
-					return token{kind: tkEOF, pos: lx.here()}, nil
-				}
-				lx.newline()
-				continue
-			}
-			lx.atLineStart = false
-			if lx.off > start {
-				return token{}, lx.errAt(lx.posAt(start), "unexpected indent")
+			if eof {
+				return token{kind: tkEOF, pos: lx.here()}, nil
 			}
 		}
 		if lx.off >= len(lx.src) {
@@ -177,51 +166,89 @@ func (lx *lexer) next() (token, error) {
 		case c == '\'' || c == '"':
 			return lx.str(lx.off, "")
 		}
-		r, n := utf8.DecodeRune(lx.src[lx.off:])
+		r, _ := utf8.DecodeRune(lx.src[lx.off:])
 		if isIdentStart(r) {
-			start := lx.off
-			lx.off += n
-			for lx.off < len(lx.src) {
-				r, n := utf8.DecodeRune(lx.src[lx.off:])
-				if !isIdentContinue(r) {
-					break
-				}
-				lx.off += n
-			}
-			word := string(lx.src[start:lx.off])
-			if q := lx.peekByte(0); (q == '\'' || q == '"') && isStringPrefix(word) {
-				return lx.str(start, strings.ToLower(word))
-			}
-			return token{kind: tkName, pos: lx.posAt(start), text: word}, nil
+			return lx.name()
 		}
-		p := lx.here()
-		rest := lx.src[lx.off:]
-		for _, ops := range [][]string{threeOps, twoOps} {
-			for _, op := range ops {
-				if bytes.HasPrefix(rest, []byte(op)) {
-					lx.off += len(op)
-					return token{kind: tkOp, pos: p, text: op}, nil
-				}
-			}
-		}
-		if strings.IndexByte(oneOps, c) >= 0 {
+		return lx.op(r)
+	}
+}
+
+// startLine skips blank and comment-only lines at the start of a logical
+// line and refuses indentation (only module-level statements are read).
+// It reports whether the file ended.
+func (lx *lexer) startLine() (eof bool, err error) {
+	for {
+		start := lx.off
+		for lx.off < len(lx.src) && (lx.src[lx.off] == ' ' || lx.src[lx.off] == '\t' || lx.src[lx.off] == '\f') {
 			lx.off++
-			switch c {
-			case '(', '[', '{':
-				lx.depth++
-				if lx.depth > maxNesting {
-					return token{}, lx.errAt(p, "too many nested brackets")
-				}
-			case ')', ']', '}':
-				if lx.depth == 0 {
-					return token{}, lx.errAt(p, "unmatched %q", string(c))
-				}
-				lx.depth--
-			}
-			return token{kind: tkOp, pos: p, text: string(c)}, nil
 		}
+		c := lx.peekByte(0)
+		if lx.off >= len(lx.src) || c == '\n' || c == '#' {
+			// Blank or comment-only line: no statement, no indentation rule.
+			lx.skipComment()
+			if lx.off >= len(lx.src) {
+				return true, nil
+			}
+			lx.newline()
+			continue
+		}
+		lx.atLineStart = false
+		if lx.off > start {
+			return false, lx.errAt(lx.posAt(start), "unexpected indent")
+		}
+		return false, nil
+	}
+}
+
+// name reads an identifier, or a string literal with a prefix (r”, b”, ...).
+func (lx *lexer) name() (token, error) {
+	start := lx.off
+	for lx.off < len(lx.src) {
+		r, n := utf8.DecodeRune(lx.src[lx.off:])
+		if lx.off > start && !isIdentContinue(r) {
+			break
+		}
+		lx.off += n
+	}
+	word := string(lx.src[start:lx.off])
+	if q := lx.peekByte(0); (q == '\'' || q == '"') && isStringPrefix(word) {
+		return lx.str(start, strings.ToLower(word))
+	}
+	return token{kind: tkName, pos: lx.posAt(start), text: word}, nil
+}
+
+// op reads an operator or bracket, longest first, tracking bracket depth;
+// r is the rune at the current offset.
+func (lx *lexer) op(r rune) (token, error) {
+	p := lx.here()
+	rest := lx.src[lx.off:]
+	for _, ops := range [][]string{threeOps, twoOps} {
+		for _, op := range ops {
+			if bytes.HasPrefix(rest, []byte(op)) {
+				lx.off += len(op)
+				return token{kind: tkOp, pos: p, text: op}, nil
+			}
+		}
+	}
+	c := rest[0]
+	if strings.IndexByte(oneOps, c) < 0 {
 		return token{}, lx.errAt(p, "invalid character %q", r)
 	}
+	lx.off++
+	switch c {
+	case '(', '[', '{':
+		lx.depth++
+		if lx.depth > maxNesting {
+			return token{}, lx.errAt(p, "too many nested brackets")
+		}
+	case ')', ']', '}':
+		if lx.depth == 0 {
+			return token{}, lx.errAt(p, "unmatched %q", string(c))
+		}
+		lx.depth--
+	}
+	return token{kind: tkOp, pos: p, text: string(c)}, nil
 }
 
 func (lx *lexer) skipComment() {

@@ -1,4 +1,4 @@
-package config
+package pyliteral
 
 import (
 	"errors"
@@ -15,7 +15,7 @@ func mapEnv(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
-func TestParsePythonLiterals(t *testing.T) {
+func TestParseLiterals(t *testing.T) {
 	src := `"""Module docstring.
 spanning lines."""
 # comment
@@ -55,7 +55,7 @@ cmp2 = 1 != 1.0
 cmp3 = True == 1
 x = 1; y = 2;
 `
-	m, err := ParsePython("celeryconfig.py", []byte(src), mapEnv(map[string]string{"SET": "value"}))
+	m, err := parse("celeryconfig.py", []byte(src), mapEnv(map[string]string{"SET": "value"}))
 	require.NoError(t, err)
 	want := map[string]any{
 		"a": "xy", "b": "xy",
@@ -81,20 +81,20 @@ x = 1; y = 2;
 	assert.Equal(t, want, m)
 }
 
-func TestParsePythonReferencesAreCopies(t *testing.T) {
-	m, err := ParsePython("c.py", []byte("a = [1]\nb = a\n"), nil)
+func TestParseReferencesAreCopies(t *testing.T) {
+	m, err := parse("c.py", []byte("a = [1]\nb = a\n"), nil)
 	require.NoError(t, err)
 	m["a"].([]any)[0] = "changed"
 	assert.Equal(t, int64(1), m["b"].([]any)[0])
 }
 
-func TestParsePythonCRLFAndBOM(t *testing.T) {
-	m, err := ParsePython("c.py", []byte("\ufeffa = 1\r\nb = [\r\n 2]\r\n"), nil)
+func TestParseCRLFAndBOM(t *testing.T) {
+	m, err := parse("c.py", []byte("\ufeffa = 1\r\nb = [\r\n 2]\r\n"), nil)
 	require.NoError(t, err)
 	assert.Equal(t, map[string]any{"a": int64(1), "b": []any{int64(2)}}, m)
 }
 
-func TestParsePythonUnsupported(t *testing.T) {
+func TestParseUnsupported(t *testing.T) {
 	cases := []struct {
 		src       string
 		line, col int
@@ -164,7 +164,7 @@ func TestParsePythonUnsupported(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.src, func(t *testing.T) {
-			_, err := ParsePython("celeryconfig.py", []byte(tc.src), nil)
+			_, err := parse("celeryconfig.py", []byte(tc.src), nil)
 			var se *SyntaxError
 			require.ErrorAs(t, err, &se)
 			assert.Equal(t, tc.construct, se.Construct, "%v", err)
@@ -178,14 +178,14 @@ func TestParsePythonUnsupported(t *testing.T) {
 
 func TestSyntaxErrorMessage(t *testing.T) {
 	src := strings.Repeat("\n", 11) + "abc = len('x')\n"
-	_, err := ParsePython("celeryconfig.py", []byte(src), nil)
+	_, err := parse("celeryconfig.py", []byte(src), nil)
 	require.Error(t, err)
 	assert.Equal(t, `celeryconfig.py:12:7: unsupported construct "function call" (only literal assignments are read): len()`, err.Error())
-	_, err = ParsePython("c.py", []byte("x = 'a"), nil)
+	_, err = parse("c.py", []byte("x = 'a"), nil)
 	assert.Equal(t, "c.py:1:5: unterminated string literal", err.Error())
 }
 
-func TestParsePythonSyntaxErrors(t *testing.T) {
+func TestParseSyntaxErrors(t *testing.T) {
 	cases := []struct {
 		src       string
 		line, col int
@@ -214,7 +214,7 @@ func TestParsePythonSyntaxErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.src, func(t *testing.T) {
-			_, err := ParsePython("c.py", []byte(tc.src), nil)
+			_, err := parse("c.py", []byte(tc.src), nil)
 			var se *SyntaxError
 			require.ErrorAs(t, err, &se)
 			assert.Equal(t, [2]int{tc.line, tc.col}, [2]int{se.Line, se.Col}, "%v", err)
@@ -223,20 +223,20 @@ func TestParsePythonSyntaxErrors(t *testing.T) {
 	}
 }
 
-func TestParsePythonNestingLimit(t *testing.T) {
+func TestParseNestingLimit(t *testing.T) {
 	deep := "x = " + strings.Repeat("[", 1000) + strings.Repeat("]", 1000)
-	_, err := ParsePython("c.py", []byte(deep), nil)
+	_, err := parse("c.py", []byte(deep), nil)
 	assert.ErrorIs(t, err, ErrSyntax)
-	_, err = ParsePython("c.py", []byte("x = "+strings.Repeat("-", 5000)+"1"), nil)
+	_, err = parse("c.py", []byte("x = "+strings.Repeat("-", 5000)+"1"), nil)
 	assert.ErrorIs(t, err, ErrSyntax)
-	m, err := ParsePython("c.py", []byte("x = --1\ny = +-1.5"), nil)
+	m, err := parse("c.py", []byte("x = --1\ny = +-1.5"), nil)
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), m["x"])
 	assert.Equal(t, -1.5, m["y"])
 }
 
-func TestParsePythonEnvMissing(t *testing.T) {
-	_, err := ParsePython("celeryconfig.py", []byte("import os\n\nx = os.environ['RABBITMQ_DEFAULT_USER']\n"), nil)
+func TestParseEnvMissing(t *testing.T) {
+	_, err := parse("celeryconfig.py", []byte("import os\n\nx = os.environ['RABBITMQ_DEFAULT_USER']\n"), nil)
 	var ee *EnvError
 	require.ErrorAs(t, err, &ee)
 	assert.Equal(t, "RABBITMQ_DEFAULT_USER", ee.Name)
@@ -245,10 +245,10 @@ func TestParsePythonEnvMissing(t *testing.T) {
 	assert.Contains(t, err.Error(), `celeryconfig.py:3:5: environment variable "RABBITMQ_DEFAULT_USER" is not set`)
 }
 
-func TestParsePythonLabConfig(t *testing.T) {
-	src, err := os.ReadFile("testdata/lab_celeryconfig.py")
+func TestParseLabConfig(t *testing.T) {
+	src, err := os.ReadFile("../testdata/lab_celeryconfig.py")
 	require.NoError(t, err)
-	m, err := ParsePython("celeryconfig.py", src, mapEnv(map[string]string{"LAB_SERIALIZER": "msgpack", "LAB_RESULT_EXTENDED": "1"}))
+	m, err := parse("celeryconfig.py", src, mapEnv(map[string]string{"LAB_SERIALIZER": "msgpack", "LAB_RESULT_EXTENDED": "1"}))
 	require.NoError(t, err)
 	assert.Equal(t, "msgpack", m["task_serializer"])
 	assert.Equal(t, true, m["result_extended"])
@@ -256,8 +256,8 @@ func TestParsePythonLabConfig(t *testing.T) {
 	assert.Equal(t, map[string]any{"tasks.*": map[string]any{"queue": "remote"}}, m["task_routes"])
 }
 
-func FuzzParsePython(f *testing.F) {
-	for _, p := range []string{"testdata/lab_celeryconfig.py", "testdata/cybercommons_celeryconfig.py"} {
+func FuzzParse(f *testing.F) {
+	for _, p := range []string{"../testdata/lab_celeryconfig.py", "../testdata/cybercommons_celeryconfig.py"} {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b)
 		}
@@ -265,7 +265,7 @@ func FuzzParsePython(f *testing.F) {
 	f.Add([]byte("import os\nx = os.environ.get('A', 'b') == 'c'\ny = [1, (2,), {'a': -1.5e3}]\n"))
 	f.Add([]byte("x = '''a\\\nb''' r'\\'' 0x_ff"))
 	f.Fuzz(func(t *testing.T, src []byte) {
-		m, err := ParsePython("c.py", src, mapEnv(map[string]string{"A": "1"}))
+		m, err := parse("c.py", src, mapEnv(map[string]string{"A": "1"}))
 		if err == nil && m == nil {
 			t.Fatal("nil map without error")
 		}
@@ -273,4 +273,24 @@ func FuzzParsePython(f *testing.F) {
 			t.Fatal("empty error message")
 		}
 	})
+}
+
+// parse returns only the values, as most tests need.
+func parse(file string, src []byte, env func(string) (string, bool)) (map[string]any, error) {
+	m, err := Parse(file, src, env)
+	if err != nil {
+		return nil, err
+	}
+	return m.Values, nil
+}
+
+func TestParseLinesAndTypeNames(t *testing.T) {
+	m, err := Parse("c.py", []byte("a = 1\n\nb = [\n  2]\na = 'again'\n"), nil)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int{"a": 5, "b": 3}, m.Lines, "the line of the last assignment")
+	for v, want := range map[any]string{nil: "None", "s": "str", int64(1): "int", 1.5: "float", true: "bool"} {
+		assert.Equal(t, want, TypeName(v))
+	}
+	assert.Equal(t, "list", TypeName([]any{}))
+	assert.Equal(t, "dict", TypeName(map[string]any{}))
 }

@@ -1,4 +1,8 @@
-package config
+// Package pyliteral reads the literal subset of Python that celeryconfig.py files are written
+// in, without a Python interpreter: module-level assignments of literals, names assigned
+// earlier, ssl.CERT_* and os.environ lookups. Everything else is reported with its file,
+// line and column rather than guessed at (config imports such files with Python instead).
+package pyliteral
 
 import (
 	"errors"
@@ -7,10 +11,19 @@ import (
 	"strconv"
 )
 
-// ParsePython reads the literal subset of Python that celeryconfig.py files
-// are written in, without a Python interpreter, and returns the module-level
-// assignments. Values are string, int64, float64, bool, nil, []any (lists and
-// tuples) and map[string]any.
+// Module is what Parse read: the module-level assignments and the line
+// where each name was last assigned (so that callers can point at it).
+type Module struct {
+	// Values maps each assigned name to its value: string, int64, float64,
+	// bool, nil, []any (lists and tuples) or map[string]any.
+	Values map[string]any
+	// Lines maps each assigned name to the 1-based line of its assignment.
+	Lines map[string]int
+}
+
+// Parse reads the literal subset of Python that celeryconfig.py files are
+// written in, without a Python interpreter, and returns the module-level
+// assignments.
 //
 // Besides literals it evaluates references to names assigned earlier in the
 // file, ssl.CERT_NONE/CERT_OPTIONAL/CERT_REQUIRED (after "import ssl" or
@@ -18,23 +31,8 @@ import (
 // (after "import os"; looked up through env, which may be nil for an empty
 // environment) and the comparisons == and != (so that
 // `x = os.environ.get('X') == '1'` works). Every other construct is reported
-// as a *SyntaxError rather than guessed at.
-func ParsePython(filename string, src []byte, env func(string) (string, bool)) (map[string]any, error) {
-	m, err := parseModule(filename, src, env)
-	if err != nil {
-		return nil, err
-	}
-	return m.values, nil
-}
-
-// module is the result of reading a file: values plus where each name was
-// last assigned, so that type errors can point at the line.
-type module struct {
-	values map[string]any
-	pos    map[string]pos
-}
-
-func parseModule(filename string, src []byte, env func(string) (string, bool)) (*module, error) {
+// as a *SyntaxError matching ErrUnsupported rather than guessed at.
+func Parse(filename string, src []byte, env func(string) (string, bool)) (*Module, error) {
 	lx, err := newLexer(filename, src)
 	if err != nil {
 		return nil, err
@@ -42,7 +40,7 @@ func parseModule(filename string, src []byte, env func(string) (string, bool)) (
 	if env == nil {
 		env = func(string) (string, bool) { return "", false }
 	}
-	p := &parser{lx: lx, env: env, scope: map[string]any{}, mod: &module{values: map[string]any{}, pos: map[string]pos{}}}
+	p := &parser{lx: lx, env: env, scope: map[string]any{}, mod: &Module{Values: map[string]any{}, Lines: map[string]int{}}}
 	if err := p.parseFile(); err != nil {
 		return nil, err
 	}
@@ -116,7 +114,7 @@ type parser struct {
 	env   func(string) (string, bool)
 	buf   []token // lookahead
 	scope map[string]any
-	mod   *module
+	mod   *Module
 	depth int
 }
 
@@ -349,8 +347,8 @@ func (p *parser) finishStatement(targets []node, rhs node) error {
 	for _, t := range targets {
 		n := t.(*nameNode)
 		p.scope[n.name] = deepCopy(v)
-		p.mod.values[n.name] = deepCopy(v)
-		p.mod.pos[n.name] = n.p
+		p.mod.Values[n.name] = deepCopy(v)
+		p.mod.Lines[n.name] = n.p.line
 	}
 	return nil
 }
@@ -951,146 +949,181 @@ func (p *parser) eval(n node) (any, error) {
 		}
 		return deepCopy(v), nil
 	case *seqNode:
-		out := make([]any, 0, len(n.elts))
-		for _, e := range n.elts {
-			v, err := p.evalValue(e)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, v)
-		}
-		return out, nil
+		return p.evalSeq(n)
 	case *dictNode:
-		out := make(map[string]any, len(n.keys))
-		for i, kn := range n.keys {
-			k, err := p.evalValue(kn)
-			if err != nil {
-				return nil, err
-			}
-			ks, ok := k.(string)
-			if !ok {
-				return nil, p.unsupported(kn.at(), "non-string dict key", fmt.Sprintf("key %s", pyRepr(k)))
-			}
-			v, err := p.evalValue(n.vals[i])
-			if err != nil {
-				return nil, err
-			}
-			out[ks] = v
-		}
-		return out, nil
+		return p.evalDict(n)
 	case *attrNode:
-		x, err := p.eval(n.x)
-		if err != nil {
-			return nil, err
-		}
-		switch x := x.(type) {
-		case pyModule:
-			if v, ok := importable[string(x)][n.name]; ok {
-				return v, nil
-			}
-			return nil, p.unsupported(n.p, "attribute access", fmt.Sprintf("%s.%s", x, n.name))
-		case pyEnviron:
-			if n.name == "get" {
-				return pyFunc("os.environ.get"), nil
-			}
-			return nil, p.unsupported(n.p, "attribute access", "os.environ."+n.name)
-		}
-		return nil, p.unsupported(n.p, "attribute access", "."+n.name)
+		return p.evalAttr(n)
 	case *callNode:
-		fn, err := p.eval(n.fn)
-		var se *SyntaxError
-		if errors.As(err, &se) && (se.Construct == "undefined name" || se.Construct == "attribute access") {
-			return nil, p.unsupported(n.p, "function call", calleeName(n.fn)+"()")
-		}
-		if err != nil {
-			return nil, err
-		}
-		f, ok := fn.(pyFunc)
-		if !ok {
-			return nil, p.unsupported(n.p, "function call", "")
-		}
-		if len(n.args) < 1 || len(n.args) > 2 {
-			return nil, p.errAt(n.p, "%s() takes 1 or 2 arguments, got %d", f, len(n.args))
-		}
-		key, err := p.evalValue(n.args[0])
-		if err != nil {
-			return nil, err
-		}
-		ks, ok := key.(string)
-		if !ok {
-			return nil, p.errAt(n.args[0].at(), "%s(): variable name must be a string, got %s", f, pyTypeName(key))
-		}
-		var def any
-		if len(n.args) == 2 {
-			if def, err = p.evalValue(n.args[1]); err != nil {
-				return nil, err
-			}
-		}
-		if v, ok := p.env(ks); ok {
-			return v, nil
-		}
-		return def, nil
+		return p.evalCall(n)
 	case *indexNode:
-		x, err := p.eval(n.x)
-		if err != nil {
-			return nil, err
-		}
-		if _, ok := x.(pyEnviron); !ok {
-			return nil, p.unsupported(n.p, "subscript", "")
-		}
-		key, err := p.evalValue(n.index)
-		if err != nil {
-			return nil, err
-		}
-		ks, ok := key.(string)
-		if !ok {
-			return nil, p.errAt(n.index.at(), "os.environ[]: variable name must be a string, got %s", pyTypeName(key))
-		}
-		v, ok := p.env(ks)
-		if !ok {
-			return nil, &EnvError{File: p.lx.file, Line: n.p.line, Col: n.p.col, Name: ks}
-		}
-		return v, nil
+		return p.evalIndex(n)
 	case *negNode:
-		x, err := p.evalValue(n.x)
-		if err != nil {
-			return nil, err
-		}
-		switch x := x.(type) {
-		case int64:
-			if !n.neg {
-				return x, nil
-			}
-			if x == math.MinInt64 {
-				return nil, p.unsupported(n.p, "integer out of range", "integers must fit in 64 bits")
-			}
-			return -x, nil
-		case float64:
-			if n.neg {
-				return -x, nil
-			}
-			return x, nil
-		}
-		return nil, p.unsupported(n.p, "arithmetic", "unary minus on "+pyTypeName(x))
+		return p.evalNeg(n)
 	case *cmpNode:
-		l, err := p.evalValue(n.l)
-		if err != nil {
-			return nil, err
-		}
-		r, err := p.evalValue(n.r)
-		if err != nil {
-			return nil, err
-		}
-		eq, ok := pyEqual(l, r)
-		if !ok {
-			return nil, p.unsupported(n.p, "container comparison", "only strings, numbers, booleans and None are compared")
-		}
-		if n.op == "!=" {
-			eq = !eq
-		}
-		return eq, nil
+		return p.evalCmp(n)
 	}
 	return nil, p.errAt(n.at(), "internal error: unknown node %T", n)
+}
+
+// evalSeq evaluates a list or tuple display.
+func (p *parser) evalSeq(n *seqNode) (any, error) {
+	out := make([]any, 0, len(n.elts))
+	for _, e := range n.elts {
+		v, err := p.evalValue(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// evalDict evaluates a dict display; keys must be strings.
+func (p *parser) evalDict(n *dictNode) (any, error) {
+	out := make(map[string]any, len(n.keys))
+	for i, kn := range n.keys {
+		k, err := p.evalValue(kn)
+		if err != nil {
+			return nil, err
+		}
+		ks, ok := k.(string)
+		if !ok {
+			return nil, p.unsupported(kn.at(), "non-string dict key", fmt.Sprintf("key %s", pyRepr(k)))
+		}
+		v, err := p.evalValue(n.vals[i])
+		if err != nil {
+			return nil, err
+		}
+		out[ks] = v
+	}
+	return out, nil
+}
+
+// evalAttr resolves module attributes (ssl.CERT_*, os.environ, os.environ.get).
+func (p *parser) evalAttr(n *attrNode) (any, error) {
+	x, err := p.eval(n.x)
+	if err != nil {
+		return nil, err
+	}
+	switch x := x.(type) {
+	case pyModule:
+		if v, ok := importable[string(x)][n.name]; ok {
+			return v, nil
+		}
+		return nil, p.unsupported(n.p, "attribute access", fmt.Sprintf("%s.%s", x, n.name))
+	case pyEnviron:
+		if n.name == "get" {
+			return pyFunc("os.environ.get"), nil
+		}
+		return nil, p.unsupported(n.p, "attribute access", "os.environ."+n.name)
+	}
+	return nil, p.unsupported(n.p, "attribute access", "."+n.name)
+}
+
+// evalCall calls os.getenv or os.environ.get, the only callables.
+func (p *parser) evalCall(n *callNode) (any, error) {
+	fn, err := p.eval(n.fn)
+	var se *SyntaxError
+	if errors.As(err, &se) && (se.Construct == "undefined name" || se.Construct == "attribute access") {
+		return nil, p.unsupported(n.p, "function call", calleeName(n.fn)+"()")
+	}
+	if err != nil {
+		return nil, err
+	}
+	f, ok := fn.(pyFunc)
+	if !ok {
+		return nil, p.unsupported(n.p, "function call", "")
+	}
+	if len(n.args) < 1 || len(n.args) > 2 {
+		return nil, p.errAt(n.p, "%s() takes 1 or 2 arguments, got %d", f, len(n.args))
+	}
+	key, err := p.evalValue(n.args[0])
+	if err != nil {
+		return nil, err
+	}
+	ks, ok := key.(string)
+	if !ok {
+		return nil, p.errAt(n.args[0].at(), "%s(): variable name must be a string, got %s", f, TypeName(key))
+	}
+	var def any
+	if len(n.args) == 2 {
+		if def, err = p.evalValue(n.args[1]); err != nil {
+			return nil, err
+		}
+	}
+	if v, ok := p.env(ks); ok {
+		return v, nil
+	}
+	return def, nil
+}
+
+// evalIndex evaluates os.environ[...], the only subscript.
+func (p *parser) evalIndex(n *indexNode) (any, error) {
+	x, err := p.eval(n.x)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := x.(pyEnviron); !ok {
+		return nil, p.unsupported(n.p, "subscript", "")
+	}
+	key, err := p.evalValue(n.index)
+	if err != nil {
+		return nil, err
+	}
+	ks, ok := key.(string)
+	if !ok {
+		return nil, p.errAt(n.index.at(), "os.environ[]: variable name must be a string, got %s", TypeName(key))
+	}
+	v, ok := p.env(ks)
+	if !ok {
+		return nil, &EnvError{File: p.lx.file, Line: n.p.line, Col: n.p.col, Name: ks}
+	}
+	return v, nil
+}
+
+// evalNeg applies unary minus or plus to a number.
+func (p *parser) evalNeg(n *negNode) (any, error) {
+	x, err := p.evalValue(n.x)
+	if err != nil {
+		return nil, err
+	}
+	switch x := x.(type) {
+	case int64:
+		if !n.neg {
+			return x, nil
+		}
+		if x == math.MinInt64 {
+			return nil, p.unsupported(n.p, "integer out of range", "integers must fit in 64 bits")
+		}
+		return -x, nil
+	case float64:
+		if n.neg {
+			return -x, nil
+		}
+		return x, nil
+	}
+	return nil, p.unsupported(n.p, "arithmetic", "unary minus on "+TypeName(x))
+}
+
+// evalCmp evaluates == and != between scalars.
+func (p *parser) evalCmp(n *cmpNode) (any, error) {
+	l, err := p.evalValue(n.l)
+	if err != nil {
+		return nil, err
+	}
+	r, err := p.evalValue(n.r)
+	if err != nil {
+		return nil, err
+	}
+	eq, ok := pyEqual(l, r)
+	if !ok {
+		return nil, p.unsupported(n.p, "container comparison", "only strings, numbers, booleans and None are compared")
+	}
+	if n.op == "!=" {
+		eq = !eq
+	}
+	return eq, nil
 }
 
 // pyEqual implements Python's == for scalars; ok is false for containers.
@@ -1147,8 +1180,8 @@ func deepCopy(v any) any {
 	return v
 }
 
-// pyTypeName names a value's Python type for error messages.
-func pyTypeName(v any) string {
+// TypeName names the Python type of a value Parse returns, for error messages.
+func TypeName(v any) string {
 	switch v.(type) {
 	case nil:
 		return "None"
