@@ -174,6 +174,8 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 	pcfg := prefetch.Config{
 		TLS: tlsCfg, Heartbeat: s.cfg.BrokerHeartbeat, ConnectTimeout: s.cfg.BrokerConnectionTimeout,
 		Queues: s.queues, Prefetch: s.prefetch, ConnectionName: "ccworker " + s.nodeName, Logger: log.Named("broker"),
+		NativeDelay:          s.cfg.UsesQuorumQueues(queueNames(s.queues)),
+		NativeDelayQueueType: s.cfg.QueueTypes.NativeDelayedDeliveryQueueType,
 	}
 	for _, u := range s.brokerURLs {
 		pcfg.URLs = append(pcfg.URLs, u.AMQPURI())
@@ -538,10 +540,6 @@ func queues(cfg *config.Config, include, exclude []string) ([]prefetch.Queue, er
 	if len(names) == 0 {
 		names = order
 	}
-	maxPriority := 0
-	if cfg.TaskQueueMaxPriority != nil {
-		maxPriority = *cfg.TaskQueueMaxPriority
-	}
 	var out []prefetch.Queue
 	seen := map[string]bool{}
 	for _, n := range names {
@@ -555,29 +553,78 @@ func queues(cfg *config.Config, include, exclude []string) ([]prefetch.Queue, er
 			if !cfg.TaskCreateMissingQueues {
 				return nil, fmt.Errorf("queue %q is not in task_queues and task_create_missing_queues is False", n)
 			}
-			out = append(out, prefetch.CeleryQueue(n, maxPriority))
+			out = append(out, missingQueue(cfg, n))
 			continue
 		}
-		pq := prefetch.Queue{Name: q.Name, Exchange: q.Exchange, ExchangeType: q.ExchangeType,
-			RoutingKey: q.RoutingKey, Durable: q.Durable}
-		if pq.Exchange == "" && q.Exchange == "" {
-			pq.Exchange, pq.RoutingKey = q.Name, q.Name
-		}
-		if len(q.QueueArguments) > 0 || maxPriority > 0 {
-			pq.Args = amqp.Table{}
-			for k, v := range q.QueueArguments {
-				pq.Args[k] = amqpValue(v)
-			}
-			if _, set := pq.Args["x-max-priority"]; !set && maxPriority > 0 {
-				pq.Args["x-max-priority"] = int32(maxPriority)
-			}
-		}
-		out = append(out, pq)
+		out = append(out, listedQueue(cfg, q))
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no queue left to consume (check -Q and -X)")
 	}
 	return out, nil
+}
+
+func maxPriority(cfg *config.Config) int {
+	if cfg.TaskQueueMaxPriority != nil {
+		return *cfg.TaskQueueMaxPriority
+	}
+	return 0
+}
+
+// missingQueue is the queue Celery 5.6 creates for a name task_queues does not list:
+// task_create_missing_queue_type and _exchange_type, task_queue_max_priority. Its type
+// is a default: an existing queue of another type is used as it is.
+func missingQueue(cfg *config.Config, name string) prefetch.Queue {
+	q := prefetch.CeleryQueue(name, maxPriority(cfg))
+	if t := cfg.QueueTypes.CreateMissingQueueExchangeType; t != "" {
+		q.ExchangeType = t
+	}
+	if cfg.QueueTypes.CreateMissingQueueType == prefetch.QueueQuorum {
+		if q.Args == nil {
+			q.Args = amqp.Table{}
+		}
+		q.Args["x-queue-type"] = prefetch.QueueQuorum
+	}
+	return q
+}
+
+// listedQueue is a task_queues entry (or the default queue when task_queues is empty,
+// whose type is task_default_queue_type: a default, like a missing queue's).
+func listedQueue(cfg *config.Config, q config.Queue) prefetch.Queue {
+	pq := prefetch.Queue{Name: q.Name, Exchange: q.Exchange, ExchangeType: q.ExchangeType,
+		RoutingKey: q.RoutingKey, Durable: q.Durable}
+	if pq.Exchange == "" && q.Exchange == "" {
+		pq.Exchange, pq.RoutingKey = q.Name, q.Name
+	}
+	mp := maxPriority(cfg)
+	if len(q.QueueArguments) > 0 || mp > 0 {
+		pq.Args = amqp.Table{}
+		for k, v := range q.QueueArguments {
+			pq.Args[k] = amqpValue(v)
+		}
+		pq.ArgsSetting = "task_queues"
+		if _, set := pq.Args["x-max-priority"]; !set && mp > 0 {
+			pq.Args["x-max-priority"] = int32(mp)
+			if len(q.QueueArguments) == 0 {
+				pq.ArgsSetting = "task_queue_max_priority"
+			}
+		}
+	}
+	if len(cfg.TaskQueues) == 0 && cfg.QueueTypes.DefaultQueueType == prefetch.QueueQuorum {
+		if pq.Args == nil {
+			pq.Args = amqp.Table{}
+		}
+		pq.Args["x-queue-type"] = prefetch.QueueQuorum
+	}
+	return pq
+}
+
+func queueNames(qs []prefetch.Queue) []string {
+	out := make([]string, len(qs))
+	for i, q := range qs {
+		out[i] = q.Name
+	}
+	return out
 }
 
 // queueFor describes a queue the worker publishes to (a callback's, a chain step's),
@@ -586,11 +633,7 @@ func queues(cfg *config.Config, include, exclude []string) ([]prefetch.Queue, er
 func queueFor(cfg *config.Config, name string) prefetch.Queue {
 	qs, err := queues(cfg, []string{name}, nil)
 	if err != nil || len(qs) == 0 {
-		maxPriority := 0
-		if cfg.TaskQueueMaxPriority != nil {
-			maxPriority = *cfg.TaskQueueMaxPriority
-		}
-		return prefetch.CeleryQueue(name, maxPriority)
+		return missingQueue(cfg, name)
 	}
 	return qs[0]
 }

@@ -58,6 +58,7 @@ type Config struct {
 	TaskDefaultRoutingKey        string // defaults to TaskDefaultQueue
 	TaskCreateMissingQueues      bool
 	TaskQueues                   []Queue
+	QueueTypes                   QueueTypes // Celery 5.5+: quorum queues, native delayed delivery
 
 	WorkerConcurrency         int // 0 = unset (CPU count)
 	WorkerPrefetchMultiplier  int
@@ -121,6 +122,7 @@ func Default() *Config {
 		TaskDefaultExchangeType:    "direct",
 		TaskDefaultRoutingKey:      "celery",
 		TaskCreateMissingQueues:    true,
+		QueueTypes:                 DefaultQueueTypes(),
 		WorkerPrefetchMultiplier:   4,
 		WorkerEnableRemoteControl:  true,
 		EnableUTC:                  true,
@@ -530,6 +532,7 @@ func build(file string, raw map[string]any, rawLines map[string]int, env func(st
 	r.tasks(c)
 	r.worker(c)
 	r.routing(c)
+	r.queueTypes(c)
 	r.ccworker(c)
 	if r.err != nil {
 		return nil, r.err

@@ -229,3 +229,10 @@ func (a *acker) close() {
 	a.closed = true
 	a.states, a.since = nil, nil
 }
+
+// isClosed says whether the acker's channel is gone.
+func (a *acker) isClosed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.closed
+}

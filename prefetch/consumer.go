@@ -36,6 +36,11 @@ type Queue struct {
 	AutoDelete   bool
 	Exclusive    bool
 	Args         amqp.Table // x-max-priority, x-queue-type, ...
+	// ArgsSetting names the setting Args come from (task_queues, task_queue_max_priority):
+	// an existing queue with other arguments is then a conflict. When empty, Args are
+	// defaults (task_default_queue_type, task_create_missing_queue_type) and an existing
+	// queue is used as it is, whatever its type.
+	ArgsSetting string
 }
 
 // CeleryQueue is the queue Celery creates for `-Q name` when task_queues does not name it:
@@ -44,6 +49,7 @@ func CeleryQueue(name string, maxPriority int) Queue {
 	q := Queue{Name: name, Exchange: name, ExchangeType: "direct", RoutingKey: name, Durable: true}
 	if maxPriority > 0 {
 		q.Args = amqp.Table{"x-max-priority": int32(maxPriority)}
+		q.ArgsSetting = "task_queue_max_priority"
 	}
 	return q
 }
@@ -61,6 +67,14 @@ type Config struct {
 	MinBackoff     time.Duration
 	MaxBackoff     time.Duration
 	Logger         *zap.Logger
+	// NativeDelay sets up Celery 5.5+'s native delayed delivery on every connection (the
+	// celery_delayed_* levels and the bindings of the queues consumed) and parks far-ETA
+	// tasks through it, as a Celery 5.5+ worker does when its queues are quorum queues. It
+	// is also switched on when a queue consumed turns out to be a quorum queue.
+	NativeDelay bool
+	// NativeDelayQueueType is the type of the celery_delayed_* queues:
+	// broker_native_delayed_delivery_queue_type, "quorum" when empty.
+	NativeDelayQueueType string
 }
 
 func (c *Config) setDefaults() {
@@ -133,14 +147,28 @@ type Consumer struct {
 	mu   sync.Mutex
 	conn *amqp.Connection // current connection, nil while reconnecting
 	pub  *amqp.Channel    // confirm-mode channel for Publish, opened on demand
+	mand *returnChannel   // confirm-mode channel for mandatory publishes (parks)
 	sess *session         // current session, nil while reconnecting
+	decl connDecl         // what is declared on conn
+
+	mandMu sync.Mutex // one mandatory publish at a time: a return is matched to it
 
 	queues []Queue // consumed now: cfg.Queues, plus add_consumer, minus cancel_consumer
 	handle Handler // set by Start
+}
 
-	delayQueues map[string]bool // delay queues declared by Park
-	ensured     map[string]bool // queues declared by Ensure on ensuredConn
-	ensuredConn *amqp.Connection
+// connDecl is what has been declared on one connection. It starts empty on each new
+// connection: after a reconnect (perhaps to another node of a cluster, where a classic
+// queue may be missing) everything is declared again before it is used.
+type connDecl struct {
+	conn   *amqp.Connection
+	native bool            // native delayed delivery is set up on conn
+	quorum map[string]bool // consumed queues that are quorum queues
+	done   map[string]bool // delay queues, bindings and queues declared on conn
+}
+
+func (d *connDecl) reset(conn *amqp.Connection) {
+	*d = connDecl{conn: conn, quorum: map[string]bool{}, done: map[string]bool{}}
 }
 
 // New checks cfg and returns a Consumer; nothing connects until Start.
@@ -256,7 +284,7 @@ func (c *Consumer) AddQueue(q Queue) error {
 	c.mu.Unlock()
 	if conn != nil {
 		// Declared before it joins the list, so no consumer ever sees it undeclared.
-		if err := Declare(conn, []Queue{q}); err != nil {
+		if err := c.declareConsumed(conn, []Queue{q}); err != nil {
 			return err
 		}
 	}
@@ -365,7 +393,7 @@ func (c *Consumer) serve(s *session, handle Handler) (lost bool) {
 			a.close()
 		}
 		c.mu.Lock()
-		c.conn, c.pub, c.sess = nil, nil, nil
+		c.conn, c.pub, c.mand, c.sess = nil, nil, nil, nil
 		c.mu.Unlock()
 		_ = s.conn.Close()
 		s.wg.Wait()
@@ -488,7 +516,10 @@ func (c *Consumer) connect(ctx context.Context, attempt int) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := Declare(conn, c.Queues()); err != nil {
+	c.mu.Lock()
+	c.decl.reset(conn)
+	c.mu.Unlock()
+	if err := c.declareConsumed(conn, c.Queues()); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
@@ -607,34 +638,101 @@ func classify(err error) error {
 }
 
 // Declare declares each queue's exchange, the queue and its binding, in Celery's order
-// (exchange.declare, queue.declare, queue.bind). A mismatch with an existing queue is a
-// permanent error naming the queue.
+// (exchange.declare, queue.declare, queue.bind). An existing queue of another type is
+// used as it is unless q.ArgsSetting says its arguments were asked for; then the
+// mismatch is a permanent error naming the queue, the setting and the broker's words.
 func Declare(conn *amqp.Connection, queues []Queue) error {
-	ch, err := conn.Channel()
+	_, err := declareQueues(conn, queues)
+	return err
+}
+
+// declareConsumed declares queues to consume on conn, and, when the deployment uses
+// native delayed delivery (NativeDelay, or a quorum queue among them), its levels and
+// the queues' bindings, as a Celery 5.5+ worker does at start.
+func (c *Consumer) declareConsumed(conn *amqp.Connection, queues []Queue) error {
+	ds, err := declareQueues(conn, queues)
 	if err != nil {
-		return classify(err)
+		return err
 	}
-	defer ch.Close()
+	c.mu.Lock()
+	if c.decl.conn != conn {
+		c.mu.Unlock()
+		return ErrNotConnected // a stale connection: the next one declares again
+	}
+	native := c.cfg.NativeDelay || c.decl.native
+	for _, d := range ds {
+		c.decl.quorum[d.Name] = d.Quorum
+		native = native || d.Quorum
+	}
+	c.mu.Unlock()
+	for _, d := range ds {
+		if d.Note != "" {
+			c.log.Warn(d.Note)
+		}
+	}
+	if !native {
+		return nil
+	}
+	if err := c.setupNative(conn); err != nil {
+		// Celery's worker carries on too; ccworker parks in its own delay queues meanwhile.
+		c.log.Warn("cannot set up native delayed delivery; far-ETA tasks are parked in ccworker.delay.* queues",
+			zap.Error(err))
+		return nil
+	}
 	for _, q := range queues {
-		if q.Exchange != "" {
-			kind := q.ExchangeType
-			if kind == "" {
-				kind = amqp.ExchangeDirect
-			}
-			if err := ch.ExchangeDeclare(q.Exchange, kind, q.Durable, q.AutoDelete, false, false, nil); err != nil {
-				return fmt.Errorf("declare exchange %q: %w", q.Exchange, classify(err))
-			}
+		if err := bindNativeDelayed(conn, q); err != nil {
+			return err
 		}
-		if _, err := ch.QueueDeclare(q.Name, q.Durable, q.AutoDelete, q.Exclusive, false, q.Args); err != nil {
-			return fmt.Errorf("declare queue %q: %w", q.Name, classify(err))
-		}
-		if q.Exchange != "" {
-			if err := ch.QueueBind(q.Name, q.RoutingKey, q.Exchange, false, nil); err != nil {
-				return fmt.Errorf("bind queue %q to %q: %w", q.Name, q.Exchange, classify(err))
-			}
-		}
+		c.markDeclared(conn, "bind:"+q.Name)
 	}
 	return nil
+}
+
+// setupNative declares the native delayed delivery levels once per connection.
+func (c *Consumer) setupNative(conn *amqp.Connection) error {
+	c.mu.Lock()
+	done := c.decl.conn == conn && c.decl.native
+	c.mu.Unlock()
+	if done {
+		return nil
+	}
+	notes, err := declareNativeDelayed(conn, c.cfg.NativeDelayQueueType)
+	for _, n := range notes {
+		c.log.Info(n)
+	}
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.decl.conn == conn {
+		c.decl.native = true
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Consumer) declaredOn(conn *amqp.Connection, key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.decl.conn == conn && c.decl.done[key]
+}
+
+func (c *Consumer) markDeclared(conn *amqp.Connection, key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.decl.conn == conn {
+		c.decl.done[key] = true
+	}
+}
+
+// forgetDeclared makes the next use on conn declare everything again: something was
+// deleted under the worker (a 404, a returned message).
+func (c *Consumer) forgetDeclared(conn *amqp.Connection) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.decl.conn == conn {
+		c.decl.native, c.decl.done = false, map[string]bool{}
+	}
 }
 
 // Purge declares the queues and deletes their waiting messages (celery worker --purge),

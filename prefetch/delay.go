@@ -2,6 +2,7 @@ package prefetch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -30,46 +31,121 @@ func DelayBucket(wait time.Duration) time.Duration {
 	return b
 }
 
-// Park moves d, unchanged, to the delay queue that returns it to its queue after
-// DelayBucket(time.Until(until)), so a task due later is not held unacked (RabbitMQ's
-// consumer_timeout, prefetch slots) and costs no memory meanwhile. The broker has
-// confirmed the copy when Park returns nil; then the caller acks d.
+// ErrStale is returned by Park for a delivery whose channel is gone: the broker has put
+// the message back in its queue already, and a parked copy would run it twice.
+var ErrStale = errors.New("prefetch: the delivery's channel is closed; the broker has requeued it")
+
+// Stale says whether d's channel is gone (after a reconnect): Ack and Reject do nothing,
+// the broker has put the message back.
+func (d *Delivery) Stale() bool { return d.acker == nil || d.acker.isClosed() }
+
+// Park moves d, unchanged, to broker-side delay queues that bring it back to its queue
+// at until (or up to a second earlier), so a task due later is not held unacked
+// (RabbitMQ's consumer_timeout, prefetch slots) and costs no memory meanwhile. When the
+// deployment uses native delayed delivery the copy goes through the celery_delayed_*
+// levels exactly as a Celery 5.5+ client publishes a countdown (quorum queues: it
+// survives the loss of a node); otherwise through ccworker.delay.<queue>.<N>s.
+//
+// The copy is published mandatory and confirmed: Park returns nil only once the broker
+// has routed it to a queue and confirmed it; then the caller acks d. A returned, nacked
+// or failed copy is an error, and d is still the caller's to hold or reject. A copy that
+// could not be routed makes the declarations of this connection be made again, and is
+// tried once more.
 func (c *Consumer) Park(ctx context.Context, d *Delivery, until time.Time) error {
-	bucket := DelayBucket(time.Until(until))
-	name := DelayQueueName(d.Queue, bucket)
-	if err := c.declareDelay(name, d.Queue, bucket); err != nil {
-		return err
+	delay := 50 * time.Millisecond
+	redeclared := false
+	for {
+		if d.Stale() {
+			return ErrStale
+		}
+		conn, err := c.parkOnce(ctx, d, until)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, ErrReturned) || isCode(err, amqp.NotFound) {
+			c.forgetDeclared(conn)
+			if redeclared {
+				return err
+			}
+			redeclared = true
+			continue
+		}
+		if errors.Is(err, ErrNacked) || errors.Is(err, ErrPermanent) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("park: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Second)
 	}
-	return c.Publish(ctx, "", name, PublishingOf(d))
 }
 
-// declareDelay declares a delay queue once per process (they are durable).
-func (c *Consumer) declareDelay(name, target string, bucket time.Duration) error {
+func (c *Consumer) parkOnce(ctx context.Context, d *Delivery, until time.Time) (*amqp.Connection, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.delayQueues[name] {
-		return nil
+	conn, quorum := c.conn, c.decl.quorum[d.Queue]
+	native := c.decl.native || c.cfg.NativeDelay
+	c.mu.Unlock()
+	if conn == nil || conn.IsClosed() {
+		return conn, ErrNotConnected
 	}
-	if c.conn == nil || c.conn.IsClosed() {
-		return ErrNotConnected
+	wait := time.Until(until)
+	if native {
+		if err := c.setupNative(conn); err == nil {
+			if !c.declaredOn(conn, "bind:"+d.Queue) {
+				if err := bindNativeDelayed(conn, c.queueNamed(d.Queue)); err != nil {
+					return conn, err
+				}
+				c.markDeclared(conn, "bind:"+d.Queue)
+			}
+			return conn, c.publishMandatory(ctx, DelayedLevelName(DelayedLevels-1),
+				parkKey(countdownOf(wait), d.Queue), PublishingOf(d))
+		} else if isCode(err, amqp.NotFound) || errors.Is(err, ErrNotConnected) {
+			return conn, err
+		}
+		// Levels refused (another process declared them otherwise): fall back.
 	}
-	ch, err := c.conn.Channel()
-	if err != nil {
-		return err
+	bucket := DelayBucket(wait)
+	name := DelayQueueName(d.Queue, bucket)
+	if !c.declaredOn(conn, name) {
+		if err := declareDelayQueue(conn, name, d.Queue, bucket, quorum); err != nil {
+			return conn, err
+		}
+		c.markDeclared(conn, name)
 	}
-	defer ch.Close()
-	_, err = ch.QueueDeclare(name, true, false, false, false, amqp.Table{
+	return conn, c.publishMandatory(ctx, "", name, PublishingOf(d))
+}
+
+// queueNamed is the consumed queue called name (for its exchange and routing key), or
+// Celery's missing queue.
+func (c *Consumer) queueNamed(name string) Queue {
+	for _, q := range c.Queues() {
+		if q.Name == name {
+			return q
+		}
+	}
+	return Queue{Name: name}
+}
+
+// declareDelayQueue declares a ccworker delay queue: messages wait bucket, then are
+// dead-lettered to target through the default exchange. For a quorum target it is a
+// quorum queue dead-lettering at-least-once, like Celery's levels; an older classic one
+// of the same name is used as it is.
+func declareDelayQueue(conn *amqp.Connection, name, target string, bucket time.Duration, quorum bool) error {
+	args := amqp.Table{
 		"x-message-ttl":             int64(bucket / time.Millisecond),
 		"x-dead-letter-exchange":    "",
 		"x-dead-letter-routing-key": target,
-	})
-	if err != nil {
-		return fmt.Errorf("declare delay queue %q: %w", name, classify(err))
 	}
-	if c.delayQueues == nil {
-		c.delayQueues = map[string]bool{}
+	if quorum {
+		args["x-queue-type"] = QueueQuorum
+		args["x-overflow"] = "reject-publish"
+		args["x-dead-letter-strategy"] = "at-least-once"
 	}
-	c.delayQueues[name] = true
+	if _, err := declareQueue(conn, Queue{Name: name, Durable: true, Args: args}); err != nil {
+		return fmt.Errorf("declare delay queue %q: %w", name, err)
+	}
 	return nil
 }
 

@@ -12,6 +12,10 @@ import (
 // ErrNotConnected is returned by Publish while no connection is up and ctx ends first.
 var ErrNotConnected = errors.New("prefetch: not connected to the broker")
 
+// ErrReturned is returned when the broker could not route a mandatory message to any
+// queue (basic.return): a delay queue or binding deleted under the worker.
+var ErrReturned = errors.New("prefetch: the broker returned the message (no queue to route it to)")
+
 // ErrNacked is returned when the broker refuses a published message (publisher confirm
 // negative).
 var ErrNacked = errors.New("prefetch: broker did not confirm the message")
@@ -67,24 +71,109 @@ func (c *Consumer) publishOnce(ctx context.Context, exchange, key string, msg am
 func (c *Consumer) Ensure(q Queue) error {
 	c.mu.Lock()
 	conn := c.conn
-	done := c.ensured[q.Name] && c.ensuredConn == conn
 	c.mu.Unlock()
-	if done {
-		return nil
-	}
 	if conn == nil {
 		return ErrNotConnected
+	}
+	if c.declaredOn(conn, "queue:"+q.Name) {
+		return nil
 	}
 	if err := Declare(conn, []Queue{q}); err != nil {
 		return err
 	}
+	c.markDeclared(conn, "queue:"+q.Name)
+	return nil
+}
+
+// returnChannel is a confirm-mode channel whose returned messages are reported.
+type returnChannel struct {
+	ch      *amqp.Channel
+	returns chan amqp.Return
+	closed  chan *amqp.Error
+}
+
+// publishMandatory publishes msg with the mandatory flag and waits for the confirm. The
+// broker sends basic.return before the confirm of the same message, and amqp091 hands it
+// over before it completes the confirm, so with one mandatory publish at a time a return
+// found after the confirm is this message's.
+func (c *Consumer) publishMandatory(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
+	c.mandMu.Lock()
+	defer c.mandMu.Unlock()
+	rc, err := c.returnChannel()
+	if err != nil {
+		return err
+	}
+	for len(rc.returns) > 0 {
+		<-rc.returns // left by a publish that gave up waiting
+	}
+	dc, err := rc.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
+	if err != nil {
+		c.dropReturnChannel(rc)
+		return err
+	}
+	ok, err := dc.WaitContext(ctx)
+	if err != nil {
+		c.dropReturnChannel(rc)
+		return err
+	}
+	select {
+	case r, open := <-rc.returns:
+		if open {
+			return fmt.Errorf("%w: %q/%q: %d %s", ErrReturned, exchange, key, r.ReplyCode, r.ReplyText)
+		}
+	default:
+	}
+	if ok {
+		return nil
+	}
+	if rc.ch.IsClosed() {
+		// amqp091 fails the confirms of a channel the broker closed (404 NOT_FOUND for a
+		// deleted exchange): report why, not a nack.
+		c.dropReturnChannel(rc)
+		select {
+		case aerr, open := <-rc.closed:
+			if open && aerr != nil {
+				return fmt.Errorf("publish to %q/%q: %w", exchange, key, aerr)
+			}
+		case <-time.After(time.Second):
+		}
+		return fmt.Errorf("publish to %q/%q: %w", exchange, key, ErrNotConnected)
+	}
+	return fmt.Errorf("%w: %q/%q", ErrNacked, exchange, key)
+}
+
+func (c *Consumer) returnChannel() (*returnChannel, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ensuredConn != conn {
-		c.ensured, c.ensuredConn = map[string]bool{}, conn
+	if c.mand != nil && !c.mand.ch.IsClosed() {
+		return c.mand, nil
 	}
-	c.ensured[q.Name] = true
-	return nil
+	if c.conn == nil || c.conn.IsClosed() {
+		return nil, ErrNotConnected
+	}
+	ch, err := c.conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = ch.Close()
+		return nil, err
+	}
+	// Buffered: amqp091 delivers returns from the connection's reader, which must never
+	// block on us.
+	rc := &returnChannel{ch: ch, returns: ch.NotifyReturn(make(chan amqp.Return, 16)),
+		closed: ch.NotifyClose(make(chan *amqp.Error, 1))}
+	c.mand = rc
+	return rc, nil
+}
+
+func (c *Consumer) dropReturnChannel(rc *returnChannel) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mand == rc {
+		c.mand = nil
+	}
+	_ = rc.ch.Close()
 }
 
 // publishChannel returns the confirm-mode channel for publishing, opening it on the

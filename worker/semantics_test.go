@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
 	"github.com/ccworker/ccworker/results"
 	"github.com/ccworker/ccworker/tasks"
@@ -39,6 +40,59 @@ func TestTooManyHeldETATasksArePark(t *testing.T) {
 	h.send(first)
 	tag := h.send(second)
 	acked(t, h.settlement(), tag) // the second is parked: the store is full
+}
+
+// A park the broker refuses (returned, nacked, a deleted delay queue) used to leave the
+// message unacked and forgotten: it held a prefetch slot and never ran.
+func TestFailedParkHoldsTheTaskAndRunsItAtItsETA(t *testing.T) {
+	h := start(t, parkFails(func(int) error { return prefetch.ErrReturned }),
+		withConfig(func(c *worker.Config) { c.ETAHold = 100 * time.Millisecond; c.ParkRetry = 200 * time.Millisecond }))
+	r := req(tasks.NoopName)
+	r.ETA = time.Now().Add(1500 * time.Millisecond).UTC()
+	tag := h.send(r)
+	h.noSettlement(500 * time.Millisecond)
+	rec := h.record()
+	assert.Equal(t, results.StatusSuccess, rec.Status)
+	assert.False(t, time.Now().Before(r.ETA), "ran at its ETA, not before")
+	acked(t, h.settlement(), tag)
+	h.broker.mu.Lock()
+	assert.GreaterOrEqual(t, h.broker.parkTries, 2, "parking was tried again while held")
+	h.broker.mu.Unlock()
+}
+
+func TestFailedParkIsRetriedWhileHeld(t *testing.T) {
+	h := start(t, parkFails(func(attempt int) error {
+		if attempt == 1 {
+			return prefetch.ErrNacked
+		}
+		return nil
+	}), withConfig(func(c *worker.Config) { c.ParkRetry = 100 * time.Millisecond }))
+	r := req(tasks.NoopName)
+	r.ETA = time.Now().Add(time.Hour).UTC()
+	tag := h.send(r)
+	acked(t, h.settlement(), tag)
+	assert.Less(t, h.j.index("park failed 1"), h.j.index("park 1"))
+	h.noRecord(20 * time.Millisecond)
+}
+
+func TestFailedParkWithTooManyHeldIsRequeued(t *testing.T) {
+	h := start(t, parkFails(func(int) error { return errors.New("declare delay queue: 404 NOT_FOUND") }),
+		withConfig(func(c *worker.Config) { c.MaxHeld = 1 }))
+	held, far := req(tasks.NoopName), req(tasks.NoopName)
+	held.ETA = time.Now().Add(5 * time.Second).UTC()
+	far.ETA = time.Now().Add(time.Hour).UTC()
+	h.send(held)
+	tag := h.send(far)
+	assert.Equal(t, settlement{tag: tag, requeue: true}, h.settlement(), "back to the queue, not forgotten")
+}
+
+func TestParkOfAStaleDeliveryIsLeftToTheBroker(t *testing.T) {
+	h := start(t, parkFails(func(int) error { return prefetch.ErrStale }))
+	r := req(tasks.NoopName)
+	r.ETA = time.Now().Add(time.Hour).UTC()
+	h.send(r)
+	h.noSettlement(300 * time.Millisecond)
+	assert.Equal(t, 0, h.w.Gauges().InFlight, "no longer in flight: the broker redelivers it")
 }
 
 func TestRetryStoresRetryPublishesThenAcks(t *testing.T) {

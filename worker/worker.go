@@ -95,6 +95,9 @@ type Config struct {
 	// MaxHeld bounds the tasks held in memory for their ETA; beyond it they are
 	// parked even when due soon. Default 1000.
 	MaxHeld int
+	// ParkRetry is how often a task held because it could not be parked tries to park
+	// again. Default 15 s.
+	ParkRetry time.Duration
 	// Revoked is the set of revoked task ids; nil makes a private one.
 	Revoked RevokedSet
 	// RateLimits are per-task rate limits in tasks per second; DefaultRateLimit
@@ -190,6 +193,9 @@ func New(cfg Config, reg *tasks.Registry, broker Broker, rw ResultWriter, log *z
 	}
 	if cfg.ETAHold == 0 {
 		cfg.ETAHold = 10 * time.Second
+	}
+	if cfg.ParkRetry == 0 {
+		cfg.ParkRetry = 15 * time.Second
 	}
 	if cfg.MaxHeld == 0 {
 		cfg.MaxHeld = 1000
@@ -343,7 +349,7 @@ func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
 				t.mu.Unlock()
 				w.hold(ctx, t, h, wait, true)
 			} else {
-				w.park(t)
+				w.park(ctx, t, h)
 			}
 			return
 		}
@@ -487,20 +493,85 @@ func (w *Worker) Running() []string {
 	return ids
 }
 
-// park sends a task due later to a broker-side delay queue, then acks it.
-func (w *Worker) park(t *task) {
+// park sends a task due later to a broker-side delay queue, then acks it. A park that
+// fails (returned, nacked, refused, timed out) never leaves the message unacked and
+// forgotten: the task is held in memory (unacked) and parking is tried again until its
+// ETA, or, when MaxHeld tasks are held already, it is rejected with requeue after a
+// pause. A delivery whose channel is gone is left alone: the broker has put it back.
+func (w *Worker) park(ctx context.Context, t *task, h tasks.Handler) {
 	w.bg.Add(1)
 	go func() {
 		defer w.bg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := w.broker.Park(ctx, t.d, t.req.ETA); err != nil {
-			w.log.Warn("cannot park a task until its ETA; left for redelivery",
+		err := w.parkOnce(t)
+		if err == nil {
+			t.ack()
+			return
+		}
+		if errors.Is(err, prefetch.ErrStale) || t.d.Stale() {
+			w.log.Info("parking abandoned: the connection was lost and the broker has requeued the task",
 				zap.String("task_id", t.req.ID), zap.Error(err))
 			t.forget()
 			return
 		}
-		t.ack()
+		if w.held.Load() < int64(w.cfg.MaxHeld) {
+			w.log.Warn("cannot park a task until its ETA; held in memory (unacked) and parking retried",
+				zap.String("task_id", t.req.ID), zap.Time("eta", t.req.ETA), zap.Duration("retry_every", w.cfg.ParkRetry), zap.Error(err))
+			t.mu.Lock()
+			t.eta = t.req.ETA
+			t.mu.Unlock()
+			w.holdParking(ctx, t, h)
+			return
+		}
+		w.log.Warn("cannot park a task until its ETA and too many are held; rejected with requeue",
+			zap.String("task_id", t.req.ID), zap.Int("held", int(w.held.Load())), zap.Error(err))
+		select {
+		case <-time.After(time.Second): // not a tight redelivery loop while the broker refuses parks
+		case <-ctx.Done():
+		}
+		t.reject(true)
+	}()
+}
+
+func (w *Worker) parkOnce(t *task) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return w.broker.Park(ctx, t.d, t.req.ETA)
+}
+
+// holdParking holds a task that could not be parked: it runs at its ETA unless a later
+// attempt to park it succeeds first (then it is acked and let go).
+func (w *Worker) holdParking(ctx context.Context, t *task, h tasks.Handler) {
+	w.etaWait.Add(1)
+	w.held.Add(1)
+	go func() {
+		defer w.etaWait.Done()
+		defer w.held.Add(-1)
+		for {
+			wait := time.Until(t.req.ETA)
+			if wait <= w.cfg.ETAHold {
+				w.hold(ctx, t, h, wait, true) // counted as held by hold from now on
+				return
+			}
+			select {
+			case <-time.After(min(w.cfg.ParkRetry, wait-w.cfg.ETAHold)):
+			case <-ctx.Done():
+				t.forget() // shutting down: unacked, the message goes back to the queue
+				return
+			}
+			if time.Until(t.req.ETA) <= w.cfg.ETAHold {
+				continue
+			}
+			err := w.parkOnce(t)
+			if err == nil {
+				t.ack()
+				return
+			}
+			if t.d.Stale() {
+				t.forget()
+				return
+			}
+			w.log.Debug("parking retried and failed", zap.String("task_id", t.req.ID), zap.Error(err))
+		}
 	}()
 }
 

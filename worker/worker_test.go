@@ -113,6 +113,8 @@ type fakeBroker struct {
 	published  []published
 	parked     []parkedDelivery
 	publishErr error
+	parkErr    func(attempt int) error // nil: every park succeeds
+	parkTries  int
 }
 
 // published is a message the worker sent (a retry).
@@ -141,6 +143,13 @@ func (b *fakeBroker) Publish(_ context.Context, exchange, key string, msg amqp.P
 func (b *fakeBroker) Park(_ context.Context, d *prefetch.Delivery, until time.Time) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.parkTries++
+	if b.parkErr != nil {
+		if err := b.parkErr(b.parkTries); err != nil {
+			b.j.add("park failed %d", d.Tag)
+			return err
+		}
+	}
 	b.parked = append(b.parked, parkedDelivery{d, until})
 	b.j.add("park %d", d.Tag)
 	return nil
@@ -269,6 +278,10 @@ func writeError(err error) option {
 
 func withConfig(f func(*worker.Config)) option {
 	return func(c *worker.Config, _ *harness) { f(c) }
+}
+
+func parkFails(f func(attempt int) error) option {
+	return func(_ *worker.Config, h *harness) { h.broker.parkErr = f }
 }
 
 func withTask(name string, fn tasks.Handler) option {
