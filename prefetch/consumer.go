@@ -161,10 +161,11 @@ type Consumer struct {
 // connection: after a reconnect (perhaps to another node of a cluster, where a classic
 // queue may be missing) everything is declared again before it is used.
 type connDecl struct {
-	conn   *amqp.Connection
-	native bool            // native delayed delivery is set up on conn
-	quorum map[string]bool // consumed queues that are quorum queues
-	done   map[string]bool // delay queues, bindings and queues declared on conn
+	conn      *amqp.Connection
+	useNative bool            // the deployment uses native delayed delivery (a quorum queue seen)
+	native    bool            // native delayed delivery is set up on conn
+	quorum    map[string]bool // consumed queues that are quorum queues
+	done      map[string]bool // delay queues, bindings and queues declared on conn
 }
 
 func (d *connDecl) reset(conn *amqp.Connection) {
@@ -659,11 +660,12 @@ func (c *Consumer) declareConsumed(conn *amqp.Connection, queues []Queue) error 
 		c.mu.Unlock()
 		return ErrNotConnected // a stale connection: the next one declares again
 	}
-	native := c.cfg.NativeDelay || c.decl.native
+	native := c.cfg.NativeDelay || c.decl.useNative
 	for _, d := range ds {
 		c.decl.quorum[d.Name] = d.Quorum
 		native = native || d.Quorum
 	}
+	c.decl.useNative = native
 	c.mu.Unlock()
 	for _, d := range ds {
 		if d.Note != "" {

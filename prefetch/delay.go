@@ -85,7 +85,7 @@ func (c *Consumer) Park(ctx context.Context, d *Delivery, until time.Time) error
 func (c *Consumer) parkOnce(ctx context.Context, d *Delivery, until time.Time) (*amqp.Connection, error) {
 	c.mu.Lock()
 	conn, quorum := c.conn, c.decl.quorum[d.Queue]
-	native := c.decl.native || c.cfg.NativeDelay
+	native := c.decl.useNative
 	c.mu.Unlock()
 	if conn == nil || conn.IsClosed() {
 		return conn, ErrNotConnected

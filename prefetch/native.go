@@ -140,3 +140,22 @@ func bindNativeDelayed(conn *amqp.Connection, q Queue) error {
 	}
 	return nil
 }
+
+// IsDelayed says whether d came back through native delayed delivery (its exchange is a
+// level's or celery_delayed_delivery, or its routing key starts with the 28 bits):
+// d.Exchange and d.RoutingKey then do not lead back to its queue.
+func IsDelayed(d *Delivery) bool {
+	if strings.HasPrefix(d.Exchange, "celery_delayed_") {
+		return true
+	}
+	words := strings.SplitN(d.RoutingKey, ".", DelayedLevels+1)
+	if len(words) <= DelayedLevels {
+		return false
+	}
+	for _, w := range words[:DelayedLevels] {
+		if w != "0" && w != "1" {
+			return false
+		}
+	}
+	return true
+}

@@ -449,6 +449,10 @@ func (t *task) retry(o pool.Outcome, r *tasks.Retry) {
 // and headers, with retries and eta changed; a protocol 1 message is re-encoded as v2.
 func (t *task) retryMessage(when time.Time) (exchange, key string, msg amqp.Publishing, err error) {
 	exchange, key = t.d.Exchange, t.d.RoutingKey
+	if prefetch.IsDelayed(t.d) {
+		// Its routing key carries the countdown bits: straight back to its queue.
+		exchange, key = "", t.d.Queue
+	}
 	eta := when.UTC().Format("2006-01-02T15:04:05.000000-07:00")
 	if t.req.Protocol == 2 && t.d.Headers["task"] != nil {
 		msg = prefetch.PublishingOf(t.d)
