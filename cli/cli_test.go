@@ -379,3 +379,27 @@ func TestDefaultConcurrencyFollowsSlurm(t *testing.T) {
 	require.Equal(t, 32, defaultConcurrency(env(map[string]string{"SLURM_CPUS_ON_NODE": "32"})))
 	require.Equal(t, runtime.NumCPU(), defaultConcurrency(env(map[string]string{"SLURM_CPUS_ON_NODE": "x"})))
 }
+
+func TestQuorumQueueSettings(t *testing.T) {
+	dir := isolate(t)
+	cfg := writeFile(t, dir, "celeryconfig.py", `
+task_default_queue_type = 'quorum'
+task_create_missing_queue_type = 'quorum'
+task_create_missing_queue_exchange_type = 'topic'
+`)
+	s := mustResolve(t, "--config", cfg, "-Q", "celery,extra")
+	require.Len(t, s.queues, 2)
+	assert.Equal(t, amqp.Table{"x-queue-type": "quorum"}, s.queues[0].Args)
+	assert.Equal(t, "direct", s.queues[0].ExchangeType, "the default queue keeps task_default_exchange_type")
+	assert.Empty(t, s.queues[0].ArgsSetting, "a default: an existing classic queue is used as it is")
+	assert.Equal(t, amqp.Table{"x-queue-type": "quorum"}, s.queues[1].Args)
+	assert.Equal(t, "topic", s.queues[1].ExchangeType)
+	assert.Empty(t, s.queues[1].ArgsSetting)
+
+	cfg = writeFile(t, dir, "listed.py", `
+task_queues = [{'name': 'q', 'exchange': 'qx', 'exchange_type': 'topic', 'queue_arguments': {'x-queue-type': 'quorum'}}]
+`)
+	s = mustResolve(t, "--config", cfg)
+	require.Len(t, s.queues, 1)
+	assert.Equal(t, "task_queues", s.queues[0].ArgsSetting, "asked for: a conflict is an error")
+}

@@ -1,10 +1,6 @@
 package config
 
-import (
-	"fmt"
-	"maps"
-	"slices"
-)
+import "fmt"
 
 // QueueTypes are Celery 5.5+'s queue-type settings.
 type QueueTypes struct {
@@ -88,20 +84,21 @@ func (r *reader) quorumPriority(c *Config) {
 // queues (names), as Celery's detect_quorum_queues does over app.amqp.queues: the
 // entries of task_queues, the default queue, the missing queues -Q creates.
 func (c *Config) UsesQuorumQueues(queues []string) bool {
-	known := map[string]Queue{}
+	known := map[string]bool{}
 	for _, q := range c.TaskQueues {
-		known[q.Name] = q
-	}
-	for _, q := range slices.Sorted(maps.Keys(known)) {
-		if known[q].QueueArguments["x-queue-type"] == "quorum" {
+		known[q.Name] = true
+		if q.QueueArguments["x-queue-type"] == "quorum" {
 			return true
 		}
 	}
-	if len(c.TaskQueues) == 0 && c.QueueTypes.DefaultQueueType == "quorum" {
-		return true
+	if len(c.TaskQueues) == 0 {
+		if c.QueueTypes.DefaultQueueType == "quorum" {
+			return true
+		}
+		known[c.TaskDefaultQueue] = true
 	}
 	for _, n := range queues {
-		if _, ok := known[n]; !ok && c.QueueTypes.CreateMissingQueueType == "quorum" {
+		if !known[n] && c.QueueTypes.CreateMissingQueueType == "quorum" {
 			return true
 		}
 	}
