@@ -117,6 +117,45 @@ func (c *Consumer) parkOnce(ctx context.Context, d *Delivery, until time.Time) (
 	return conn, c.publishMandatory(ctx, "", name, PublishingOf(d))
 }
 
+// ErrNotNative is returned by PublishDelayed when the deployment does not use native
+// delayed delivery: the caller publishes the message as it is, with its ETA.
+var ErrNotNative = errors.New("prefetch: native delayed delivery is not in use")
+
+// PublishDelayed publishes msg (a retry with a countdown) so that it arrives in queue at
+// until, through the celery_delayed_* levels as a Celery 5.5+ client publishes a
+// countdown, mandatory and confirmed. Without native delayed delivery it returns
+// ErrNotNative and publishes nothing.
+func (c *Consumer) PublishDelayed(ctx context.Context, queue string, msg amqp.Publishing, until time.Time) error {
+	c.mu.Lock()
+	conn, native := c.conn, c.decl.useNative
+	c.mu.Unlock()
+	if !native {
+		return ErrNotNative
+	}
+	if conn == nil || conn.IsClosed() {
+		return ErrNotConnected
+	}
+	send := func() error {
+		if err := c.setupNative(conn); err != nil {
+			return err
+		}
+		if !c.declaredOn(conn, "bind:"+queue) {
+			if err := bindNativeDelayed(conn, c.queueNamed(queue)); err != nil {
+				return err
+			}
+			c.markDeclared(conn, "bind:"+queue)
+		}
+		return c.publishMandatory(ctx, DelayedLevelName(DelayedLevels-1),
+			parkKey(countdownOf(time.Until(until)), queue), msg)
+	}
+	err := send()
+	if errors.Is(err, ErrReturned) || isCode(err, amqp.NotFound) {
+		c.forgetDeclared(conn)
+		err = send()
+	}
+	return err
+}
+
 // queueNamed is the consumed queue called name (for its exchange and routing key), or
 // Celery's missing queue.
 func (c *Consumer) queueNamed(name string) Queue {

@@ -135,6 +135,22 @@ func TestNativeParkSurvivesADeletedLevel(t *testing.T) {
 	_, err := ch.QueueDelete(DelayedLevelName(1), false, false, false)
 	require.NoError(t, err)
 	park("second")
+
+	// A retry with a countdown, sent the same way.
+	require.NoError(t, c.PublishDelayed(ctx, "work", amqp.Publishing{Body: []byte("retry")}, time.Now().Add(1500*time.Millisecond)))
+	back := receive(t, got, 15*time.Second)
+	assert.Equal(t, "retry", string(back.Body))
+	back.Ack()
+}
+
+func TestPublishDelayedNeedsNativeDelay(t *testing.T) {
+	b := newBroker(t)
+	name := b.queueName("nonative")
+	c := newConsumer(t, b.url, Config{Queues: []Queue{CeleryQueue(name, 0)}})
+	require.NoError(t, c.Start(context.Background(), func(context.Context, *Delivery) {}))
+	defer c.Close()
+	err := c.PublishDelayed(context.Background(), name, amqp.Publishing{}, time.Now().Add(time.Minute))
+	require.ErrorIs(t, err, ErrNotNative, "a classic deployment: Celery 5.2-5.4 clients and workers know nothing of it")
 }
 
 func mustPath(t *testing.T, u string) string {

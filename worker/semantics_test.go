@@ -123,6 +123,30 @@ func TestRetryStoresRetryPublishesThenAcks(t *testing.T) {
 	assert.Equal(t, r.Args, back.Args)
 }
 
+// With native delayed delivery, a retry due after the ETA hold goes through the
+// celery_delayed_* levels, as Celery 5.5+ sends a countdown; a sooner one goes to its queue.
+func TestRetryBeyondTheHoldGoesThroughNativeDelay(t *testing.T) {
+	h := start(t, func(_ *worker.Config, h *harness) { h.broker.native = true })
+	r := req(tasks.FlakyName, int64(2))
+	r.Kwargs = map[string]any{"countdown": int64(60)}
+	tag := h.send(r)
+	acked(t, h.settlement(), tag)
+	assert.Less(t, h.j.index("publish delayed "+r.ID+" retries=1"), h.j.index("ack 1"))
+	h.broker.mu.Lock()
+	delayed := h.broker.delayed
+	h.broker.mu.Unlock()
+	require.Len(t, delayed, 1)
+	assert.Equal(t, "celery", delayed[0].queue)
+	assert.WithinDuration(t, time.Now().Add(time.Minute), delayed[0].until, 2*time.Second)
+	assert.Empty(t, h.broker.sent())
+
+	soon := req(tasks.FlakyName, int64(2))
+	soon.Kwargs = map[string]any{"countdown": int64(1)}
+	tag = h.send(soon)
+	acked(t, h.settlement(), tag)
+	assert.Len(t, h.broker.sent(), 1, "within the hold: straight to its queue")
+}
+
 func TestRetriesExhaustedFail(t *testing.T) {
 	h := start(t, withTask("t.always", func(context.Context, *tasks.Call) (any, error) {
 		return nil, &tasks.Retry{MaxRetries: 2}

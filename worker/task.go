@@ -419,7 +419,7 @@ func (t *task) retry(o pool.Outcome, r *tasks.Retry) {
 			defer t.w.bg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if err := t.w.broker.Publish(ctx, exchange, key, msg); err != nil {
+			if err := t.publishRetry(ctx, exchange, key, msg, when); err != nil {
 				// The retry is not queued: run the task again from the original.
 				t.w.log.Error("cannot publish the retry; the task goes back to its queue",
 					zap.String("task_id", t.req.ID), zap.Error(err))
@@ -443,6 +443,26 @@ func (t *task) retry(o pool.Outcome, r *tasks.Retry) {
 		tb = traceback(t.req, r.Exc, nil)
 	}
 	t.store(t.record(results.StatusRetry, payload, tb), publish)
+}
+
+// delayedPublisher is the optional side of a Broker that sends a message through native
+// delayed delivery (prefetch.Consumer.PublishDelayed).
+type delayedPublisher interface {
+	PublishDelayed(ctx context.Context, queue string, msg amqp.Publishing, until time.Time) error
+}
+
+// publishRetry sends the retry. One due later than the ETA hold goes through native
+// delayed delivery when the deployment uses it, as Celery 5.5+ sends a countdown: no
+// worker, Celery's or ccworker, then holds it unacked for long. Otherwise it goes to its
+// queue with its ETA, and the worker that receives it holds or parks it.
+func (t *task) publishRetry(ctx context.Context, exchange, key string, msg amqp.Publishing, when time.Time) error {
+	if dp, ok := t.w.broker.(delayedPublisher); ok && time.Until(when) > t.w.cfg.ETAHold {
+		err := dp.PublishDelayed(ctx, t.d.Queue, msg, when)
+		if !errors.Is(err, prefetch.ErrNotNative) {
+			return err
+		}
+	}
+	return t.w.broker.Publish(ctx, exchange, key, msg)
 }
 
 // retryMessage builds the re-published message. A protocol 2 message keeps its body

@@ -115,6 +115,26 @@ type fakeBroker struct {
 	publishErr error
 	parkErr    func(attempt int) error // nil: every park succeeds
 	parkTries  int
+	native     bool // PublishDelayed works (else prefetch.ErrNotNative)
+	delayed    []delayedMessage
+}
+
+// delayedMessage is a message sent through native delayed delivery.
+type delayedMessage struct {
+	queue string
+	msg   amqp.Publishing
+	until time.Time
+}
+
+func (b *fakeBroker) PublishDelayed(_ context.Context, queue string, msg amqp.Publishing, until time.Time) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.native {
+		return prefetch.ErrNotNative
+	}
+	b.delayed = append(b.delayed, delayedMessage{queue, msg, until})
+	b.j.add("publish delayed %s retries=%v", msg.Headers["id"], msg.Headers["retries"])
+	return nil
 }
 
 // published is a message the worker sent (a retry).
