@@ -192,3 +192,21 @@ func TestClassicParkRedeclaresADeletedDelayQueue(t *testing.T) {
 		require.NoError(t, err)
 	}
 }
+
+// -Q on a queue a Celery 5.5+ worker declared as quorum, with ccworker's defaults (a
+// classic missing queue): the queue is used as it is, and native delayed delivery is
+// switched on as Celery's worker has it.
+func TestExistingQuorumQueueSwitchesNativeDelayOn(t *testing.T) {
+	b := dial(t, vhost(t))
+	b.celeryDeclare("work", amqp.Table{"x-queue-type": "quorum"})
+	c := newConsumer(t, b.url, Config{Queues: []Queue{CeleryQueue("work", 0)}})
+	got := make(chan *Delivery, 10)
+	require.NoError(t, c.Start(context.Background(), func(_ context.Context, d *Delivery) { got <- d }))
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, c.PublishDelayed(ctx, "work", amqp.Publishing{Body: []byte("x")}, time.Now().Add(time.Second)))
+	d := receive(t, got, 15*time.Second)
+	assert.Equal(t, "x", string(d.Body))
+	d.Ack()
+}
