@@ -182,7 +182,9 @@ func declareDelayQueue(conn *amqp.Connection, name, target string, bucket time.D
 		args["x-overflow"] = "reject-publish"
 		args["x-dead-letter-strategy"] = "at-least-once"
 	}
-	if _, err := declareQueue(conn, Queue{Name: name, Durable: true, Args: args}); err != nil {
+	dc := &declarer{conn: conn}
+	defer dc.close()
+	if _, err := declareQueue(dc, Queue{Name: name, Durable: true, Args: args}); err != nil {
 		return fmt.Errorf("declare delay queue %q: %w", name, err)
 	}
 	return nil

@@ -69,6 +69,8 @@ func declareNativeDelayed(conn *amqp.Connection, queueType string) (notes []stri
 	if queueType == "" {
 		queueType = QueueQuorum
 	}
+	dc := &declarer{conn: conn}
+	defer dc.close()
 	key := "1.#"
 	for level := DelayedLevels - 1; level >= 0; level-- {
 		name := DelayedLevelName(level)
@@ -85,7 +87,7 @@ func declareNativeDelayed(conn *amqp.Connection, queueType string) (notes []stri
 		if queueType == QueueQuorum {
 			args["x-dead-letter-strategy"] = "at-least-once"
 		}
-		d, err := declareQueue(conn, Queue{Name: name, Exchange: name, ExchangeType: amqp.ExchangeTopic,
+		d, err := declareQueue(dc, Queue{Name: name, Exchange: name, ExchangeType: amqp.ExchangeTopic,
 			RoutingKey: key, Durable: true, Args: args})
 		if err != nil {
 			return notes, err
@@ -95,7 +97,7 @@ func declareNativeDelayed(conn *amqp.Connection, queueType string) (notes []stri
 		}
 		key = "*." + key
 	}
-	err = onChannel(conn, func(ch *amqp.Channel) error {
+	err = dc.do(func(ch *amqp.Channel) error {
 		key := "0.#"
 		for level := DelayedLevels - 1; level > 0; level-- {
 			if err := ch.ExchangeBind(DelayedLevelName(level-1), key, DelayedLevelName(level), false, nil); err != nil {
@@ -120,7 +122,9 @@ func declareNativeDelayed(conn *amqp.Connection, queueType string) (notes []stri
 // "#.<routing key>"; Celery skips direct exchanges), and ccworker's own binding
 // celery_delayed_delivery → q for the messages it parks, whatever q's exchange.
 func bindNativeDelayed(conn *amqp.Connection, q Queue) error {
-	err := onChannel(conn, func(ch *amqp.Channel) error {
+	dc := &declarer{conn: conn}
+	defer dc.close()
+	err := dc.do(func(ch *amqp.Channel) error {
 		if q.Exchange != "" && q.ExchangeType != "" && q.ExchangeType != amqp.ExchangeDirect {
 			key := q.RoutingKey
 			if !strings.HasPrefix(key, "#") {

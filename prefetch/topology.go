@@ -24,8 +24,8 @@ type Declared struct {
 }
 
 // declareQueues declares each queue's exchange, the queue and its binding, in Celery's
-// order (exchange.declare, queue.declare, queue.bind), each declare on a throwaway
-// channel so that a refusal closes nothing else.
+// order (exchange.declare, queue.declare, queue.bind), on a channel of their own, so
+// that a refusal closes nothing else.
 //
 // A queue (or exchange) that exists with other arguments is used as it is when the
 // arguments are defaults (q.ArgsSetting empty: task_default_queue_type,
@@ -34,9 +34,11 @@ type Declared struct {
 // arguments come from a setting, the conflict is an ErrPermanent naming the setting and
 // quoting the broker's account of the existing arguments.
 func declareQueues(conn *amqp.Connection, queues []Queue) ([]Declared, error) {
+	dc := &declarer{conn: conn}
+	defer dc.close()
 	out := make([]Declared, 0, len(queues))
 	for _, q := range queues {
-		d, err := declareQueue(conn, q)
+		d, err := declareQueue(dc, q)
 		if err != nil {
 			return out, err
 		}
@@ -45,7 +47,7 @@ func declareQueues(conn *amqp.Connection, queues []Queue) ([]Declared, error) {
 	return out, nil
 }
 
-func declareQueue(conn *amqp.Connection, q Queue) (Declared, error) {
+func declareQueue(dc *declarer, q Queue) (Declared, error) {
 	d := Declared{Name: q.Name, Quorum: q.Args["x-queue-type"] == QueueQuorum}
 	var notes []string
 	if q.Exchange != "" {
@@ -53,7 +55,7 @@ func declareQueue(conn *amqp.Connection, q Queue) (Declared, error) {
 		if kind == "" {
 			kind = amqp.ExchangeDirect
 		}
-		err := onChannel(conn, func(ch *amqp.Channel) error {
+		err := dc.do(func(ch *amqp.Channel) error {
 			return ch.ExchangeDeclare(q.Exchange, kind, q.Durable, q.AutoDelete, false, false, nil)
 		})
 		switch {
@@ -66,7 +68,7 @@ func declareQueue(conn *amqp.Connection, q Queue) (Declared, error) {
 			return d, fmt.Errorf("declare exchange %q: %w", q.Exchange, classify(err))
 		}
 	}
-	err := onChannel(conn, func(ch *amqp.Channel) error {
+	err := dc.do(func(ch *amqp.Channel) error {
 		_, err := ch.QueueDeclare(q.Name, q.Durable, q.AutoDelete, q.Exclusive, false, q.Args)
 		return err
 	})
@@ -75,7 +77,7 @@ func declareQueue(conn *amqp.Connection, q Queue) (Declared, error) {
 		return d, fmt.Errorf("%w: queue %q exists with other arguments than %s sets; the broker says: %v "+
 			"(make the setting agree with the queue, or delete the queue)", ErrPermanent, q.Name, q.ArgsSetting, err)
 	case isCode(err, amqp.PreconditionFailed):
-		quorum, terr := existingQuorum(conn, q, reason(err))
+		quorum, terr := existingQuorum(dc, q, reason(err))
 		if terr != nil {
 			return d, terr
 		}
@@ -90,7 +92,7 @@ func declareQueue(conn *amqp.Connection, q Queue) (Declared, error) {
 		return d, fmt.Errorf("declare queue %q: %w", q.Name, classify(err))
 	}
 	if q.Exchange != "" {
-		err := onChannel(conn, func(ch *amqp.Channel) error { return ch.QueueBind(q.Name, q.RoutingKey, q.Exchange, false, nil) })
+		err := dc.do(func(ch *amqp.Channel) error { return ch.QueueBind(q.Name, q.RoutingKey, q.Exchange, false, nil) })
 		if err != nil {
 			return d, fmt.Errorf("bind queue %q to %q: %w", q.Name, q.Exchange, classify(err))
 		}
@@ -103,7 +105,7 @@ func declareQueue(conn *amqp.Connection, q Queue) (Declared, error) {
 // complaint) is a quorum queue. AMQP cannot read a queue's arguments, but RabbitMQ names
 // the first argument that differs, x-queue-type first; when the complaint is about
 // something else, declaring again with x-queue-type quorum tells.
-func existingQuorum(conn *amqp.Connection, q Queue, complaint string) (bool, error) {
+func existingQuorum(dc *declarer, q Queue, complaint string) (bool, error) {
 	if strings.Contains(complaint, "'x-queue-type'") {
 		return strings.Contains(complaint, "current is the value 'quorum'"), nil
 	}
@@ -112,7 +114,7 @@ func existingQuorum(conn *amqp.Connection, q Queue, complaint string) (bool, err
 		args[k] = v
 	}
 	args["x-queue-type"] = QueueQuorum
-	err := onChannel(conn, func(ch *amqp.Channel) error {
+	err := dc.do(func(ch *amqp.Channel) error {
 		_, err := ch.QueueDeclare(q.Name, q.Durable, q.AutoDelete, q.Exclusive, false, args)
 		return err
 	})
@@ -126,14 +128,33 @@ func existingQuorum(conn *amqp.Connection, q Queue, complaint string) (bool, err
 	}
 }
 
-// onChannel runs f on a channel of its own, closed afterwards.
-func onChannel(conn *amqp.Connection, f func(ch *amqp.Channel) error) error {
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
+// declarer runs declarations on one channel of its own, opening another after a
+// refusal has closed it (a refused declare closes its channel, nothing else).
+type declarer struct {
+	conn *amqp.Connection
+	ch   *amqp.Channel
+}
+
+func (d *declarer) do(f func(ch *amqp.Channel) error) error {
+	if d.ch == nil {
+		ch, err := d.conn.Channel()
+		if err != nil {
+			return err
+		}
+		d.ch = ch
 	}
-	defer ch.Close()
-	return f(ch)
+	err := f(d.ch)
+	if err != nil {
+		d.close()
+	}
+	return err
+}
+
+func (d *declarer) close() {
+	if d.ch != nil {
+		_ = d.ch.Close()
+		d.ch = nil
+	}
 }
 
 func isCode(err error, code int) bool {
