@@ -75,6 +75,7 @@ func TestExistingQueueOfAnotherTypeIsUsedAsItIs(t *testing.T) {
 	_, err = declareQueues(b.conn, []Queue{CeleryQueue(quorum, 10)})
 	require.ErrorIs(t, err, ErrPermanent, "priority on a quorum queue")
 	assert.Contains(t, err.Error(), "task_queue_max_priority")
+	assert.Contains(t, err.Error(), "is a quorum queue, which has no x-max-priority")
 }
 
 // receive waits for the next delivery.

@@ -73,6 +73,10 @@ func declareQueue(dc *declarer, q Queue) (Declared, error) {
 		return err
 	})
 	switch {
+	case isCode(err, amqp.PreconditionFailed) && q.Args["x-max-priority"] != nil &&
+		strings.Contains(reason(err), "current is the value 'quorum'"):
+		return d, fmt.Errorf("%w: queue %q is a quorum queue, which has no x-max-priority: set %s so that it gives none "+
+			"(task_queue_max_priority = None), or consume a classic queue; the broker says: %v", ErrPermanent, q.Name, q.ArgsSetting, err)
 	case isCode(err, amqp.PreconditionFailed) && q.ArgsSetting != "":
 		return d, fmt.Errorf("%w: queue %q exists with other arguments than %s sets; the broker says: %v "+
 			"(make the setting agree with the queue, or delete the queue)", ErrPermanent, q.Name, q.ArgsSetting, err)
