@@ -211,3 +211,40 @@ func TestExistingQuorumQueueSwitchesNativeDelayOn(t *testing.T) {
 	assert.Equal(t, "x", string(d.Body))
 	d.Ack()
 }
+
+// A delay queue deleted while the worker was reconnecting (a classic queue whose node
+// went away) is declared again on the new connection: the process-wide memory of
+// declared queues used to make the next park vanish, confirmed and unroutable.
+func TestParkAfterAReconnectDeclaresAgain(t *testing.T) {
+	b := newBroker(t)
+	name := b.queueName("reconnpark")
+	delay := DelayQueueName(name, time.Second)
+	t.Cleanup(func() {
+		if ch, err := b.conn.Channel(); err == nil {
+			_, _ = ch.QueueDelete(delay, false, false, false)
+			_ = ch.Close()
+		}
+	})
+	connName := "ccworker-test-" + name
+	c := newConsumer(t, b.url, Config{Queues: []Queue{CeleryQueue(name, 0)}, ConnectionName: connName})
+	got := make(chan *Delivery, 10)
+	require.NoError(t, c.Start(context.Background(), func(_ context.Context, d *Delivery) { got <- d }))
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	park := func() {
+		t.Helper()
+		b.publish(name, 1)
+		d := receive(t, got, 10*time.Second)
+		require.NoError(t, c.Park(ctx, d, time.Now().Add(1500*time.Millisecond)))
+		d.Ack()
+		back := receive(t, got, 10*time.Second)
+		back.Ack()
+	}
+	park()
+	ch := b.channel()
+	_, err := ch.QueueDelete(delay, false, false, false)
+	require.NoError(t, err)
+	rmq(t, "close_connection", connectionPid(t, connName), "ccworker test: park after a reconnect")
+	park() // delivered on the new connection
+}
