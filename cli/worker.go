@@ -22,6 +22,7 @@ import (
 	"github.com/ccworker/ccworker/canvas"
 	"github.com/ccworker/ccworker/config"
 	"github.com/ccworker/ccworker/control"
+	"github.com/ccworker/ccworker/internal/backoff"
 	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
 	"github.com/ccworker/ccworker/results"
@@ -671,6 +672,7 @@ func connectResults(ctx context.Context, m config.MongoBackend, log *zap.Logger)
 		return nil, nil, usageError{fmt.Errorf("result backend %s: %w", m.Redacted(), err)}
 	}
 	coll := client.Database(m.Database).Collection(m.Collection)
+	b := backoff.New(backoff.Policy{Min: time.Second, Max: 30 * time.Second})
 	for attempt := 1; ; attempt++ {
 		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err = results.EnsureIndex(ictx, coll)
@@ -686,13 +688,10 @@ func connectResults(ctx context.Context, m config.MongoBackend, log *zap.Logger)
 			_ = client.Disconnect(context.Background())
 			return nil, nil, usageError{fmt.Errorf("result backend %s: %s", m.Redacted(), cause)}
 		}
-		delay := min(time.Duration(attempt)*time.Second, 30*time.Second)
+		delay := b.Next()
 		log.Warn("cannot reach the result backend; retrying", zap.String("backend", m.Redacted()),
 			zap.Int("attempt", attempt), zap.Duration("next_in", delay), zap.Error(err))
-		select {
-		case <-ctx.Done():
-		case <-time.After(delay):
-		}
+		_ = backoff.Sleep(ctx, delay) // ctx's end is seen at the top of the loop
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
+	"github.com/ccworker/ccworker/internal/backoff"
 	"github.com/ccworker/ccworker/protocol"
 )
 
@@ -39,9 +40,9 @@ type EventsConfig struct {
 	FlushInterval time.Duration
 	// MaxBuffered bounds the task events held while the broker is slow or away (10 000);
 	// beyond it the oldest are dropped and counted (Dropped).
-	MaxBuffered            int
-	Logger                 *zap.Logger
-	MinBackoff, MaxBackoff time.Duration
+	MaxBuffered int
+	Logger      *zap.Logger
+	Backoff     backoff.Policy // between reconnection rounds; zero = backoff's defaults
 }
 
 // Events publishes Celery monitoring events on exchange celeryev over its own connection.
@@ -110,12 +111,6 @@ func NewEvents(dial Dialer, cfg EventsConfig) (*Events, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	if cfg.MinBackoff == 0 {
-		cfg.MinBackoff = 200 * time.Millisecond
-	}
-	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = 30 * time.Second
-	}
 	e := &Events{
 		cfg: cfg, log: cfg.Logger.Named("events"), clock: cfg.Clock, dial: dial,
 		kick: make(chan struct{}, 1), hbNow: make(chan struct{}, 1), stop: make(chan struct{}),
@@ -130,7 +125,7 @@ func (e *Events) Start(ctx context.Context) {
 	e.done = make(chan struct{})
 	go func() {
 		defer close(e.done)
-		runWithReconnect(ctx, e.log, e.cfg.MinBackoff, e.cfg.MaxBackoff, e.dial, e.session, e.stop)
+		runWithReconnect(ctx, e.log, e.cfg.Backoff, e.dial, e.session, e.stop)
 	}()
 }
 

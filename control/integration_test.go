@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/ccworker/ccworker/internal/backoff"
 	"github.com/ccworker/ccworker/internal/testenv"
 )
 
@@ -254,7 +255,7 @@ func TestIntegrationMailboxReconnects(t *testing.T) {
 		}
 		return c, err
 	}, MailboxConfig{NodeName: nodeName, Worker: newFakeWorker(nodeName), Logger: zaptest.NewLogger(t),
-		MinBackoff: 50 * time.Millisecond})
+		Backoff: backoff.Policy{Min: 50 * time.Millisecond}})
 	require.NoError(t, err)
 	m.Start(context.Background())
 	defer m.Stop()

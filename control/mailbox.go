@@ -13,8 +13,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
+	"github.com/ccworker/ccworker/internal/backoff"
 	"github.com/ccworker/ccworker/prefetch"
-
 	"github.com/ccworker/ccworker/protocol"
 )
 
@@ -46,8 +46,8 @@ type MailboxConfig struct {
 	// ExpiresGrace in the past is dropped unanswered. kombu 5.2 itself does not check it; the
 	// grace (default 10 s) keeps a worker whose clock runs ahead of the client's answering.
 	ExpiresGrace time.Duration
-	// MinBackoff/MaxBackoff bound the reconnection delay (200 ms … 30 s).
-	MinBackoff, MaxBackoff time.Duration
+	// Backoff bounds the delay between reconnection rounds; zero = backoff's defaults.
+	Backoff backoff.Policy
 }
 
 // Mailbox is the worker's pidbox node: it consumes `<node>.<exchange>.pidbox` on its own
@@ -96,12 +96,6 @@ func NewMailbox(dial Dialer, cfg MailboxConfig) (*Mailbox, error) {
 	if cfg.ExpiresGrace == 0 {
 		cfg.ExpiresGrace = 10 * time.Second
 	}
-	if cfg.MinBackoff == 0 {
-		cfg.MinBackoff = 200 * time.Millisecond
-	}
-	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = 30 * time.Second
-	}
 	return &Mailbox{
 		cfg: cfg, log: cfg.Logger.Named("pidbox"), clock: cfg.Clock, revoked: cfg.Revoked,
 		started: time.Now(), now: time.Now, dial: dial, ready: make(chan struct{}),
@@ -127,7 +121,7 @@ func (m *Mailbox) Start(ctx context.Context) {
 	m.done = make(chan struct{})
 	go func() {
 		defer close(m.done)
-		runWithReconnect(ctx, m.log, m.cfg.MinBackoff, m.cfg.MaxBackoff, m.dial, m.session, nil)
+		runWithReconnect(ctx, m.log, m.cfg.Backoff, m.dial, m.session, nil)
 	}()
 }
 
@@ -142,9 +136,9 @@ func (m *Mailbox) Stop() {
 
 // runWithReconnect dials and runs session until ctx ends; it logs each transition once
 // (lost → "reconnecting", first failed dial, back → "connected").
-func runWithReconnect(ctx context.Context, log *zap.Logger, minB, maxB time.Duration, dial Dialer,
+func runWithReconnect(ctx context.Context, log *zap.Logger, policy backoff.Policy, dial Dialer,
 	session func(ctx context.Context, conn *amqp.Connection) error, stop <-chan struct{}) {
-	attempt := 0
+	b := backoff.New(policy)
 	down := false
 	for ctx.Err() == nil {
 		select {
@@ -158,7 +152,7 @@ func runWithReconnect(ctx context.Context, log *zap.Logger, minB, maxB time.Dura
 				log.Info("reconnected to the broker")
 			}
 			down = false
-			attempt = 0
+			b.Reset()
 			err = session(ctx, conn)
 			_ = conn.Close()
 			if ctx.Err() != nil || errors.Is(err, errStopped) {
@@ -175,9 +169,7 @@ func runWithReconnect(ctx context.Context, log *zap.Logger, minB, maxB time.Dura
 			}
 			down = true
 		}
-		delay := min(maxB, minB<<min(attempt, 16))
-		attempt++
-		t := time.NewTimer(delay)
+		t := time.NewTimer(b.Next())
 		select {
 		case <-ctx.Done():
 			t.Stop()

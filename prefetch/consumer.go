@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -18,6 +17,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
+
+	"github.com/ccworker/ccworker/internal/backoff"
 )
 
 // ErrPermanent marks connection failures that retrying cannot fix: refused credentials,
@@ -61,11 +62,10 @@ type Config struct {
 	Heartbeat      time.Duration
 	ConnectTimeout time.Duration
 	Queues         []Queue
-	Prefetch       int           // per consumer; 0 = unlimited
-	MaxAckHold     time.Duration // how long a finished delivery may wait behind a slower one
-	ConnectionName string        // shown in the RabbitMQ management UI
-	MinBackoff     time.Duration
-	MaxBackoff     time.Duration
+	Prefetch       int            // per consumer; 0 = unlimited
+	MaxAckHold     time.Duration  // how long a finished delivery may wait behind a slower one
+	ConnectionName string         // shown in the RabbitMQ management UI
+	Backoff        backoff.Policy // between reconnection rounds; zero = backoff's defaults
 	Logger         *zap.Logger
 	// NativeDelay sets up Celery 5.5+'s native delayed delivery on every connection (the
 	// celery_delayed_* levels and the bindings of the queues consumed) and parks far-ETA
@@ -77,21 +77,27 @@ type Config struct {
 	NativeDelayQueueType string
 }
 
+// The connection defaults every AMQP connection of the worker shares (tasks, publishing,
+// events, remote control), in one place.
+const (
+	DefaultHeartbeat      = 60 * time.Second
+	DefaultConnectTimeout = 4 * time.Second // Celery's broker_connection_timeout
+	DefaultMaxAckHold     = 100 * time.Millisecond
+	DefaultConnectionName = "ccworker"
+)
+
 func (c *Config) setDefaults() {
 	if c.Heartbeat == 0 {
-		c.Heartbeat = 60 * time.Second
+		c.Heartbeat = DefaultHeartbeat
 	}
 	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = 4 * time.Second
+		c.ConnectTimeout = DefaultConnectTimeout
 	}
 	if c.MaxAckHold == 0 {
-		c.MaxAckHold = 100 * time.Millisecond
+		c.MaxAckHold = DefaultMaxAckHold
 	}
-	if c.MinBackoff == 0 {
-		c.MinBackoff = 200 * time.Millisecond
-	}
-	if c.MaxBackoff == 0 {
-		c.MaxBackoff = 30 * time.Second
+	if c.ConnectionName == "" {
+		c.ConnectionName = DefaultConnectionName
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -347,33 +353,30 @@ func (c *Consumer) startConsumer(s *session, q Queue) {
 
 func (c *Consumer) supervise(s *session, handle Handler) {
 	defer close(c.done)
-	attempt := 0
+	b := backoff.New(c.cfg.Backoff)
 	for {
 		lost := c.serve(s, handle)
 		if !lost {
 			return
 		}
 		for {
-			attempt++
-			delay := backoff(attempt, c.cfg.MinBackoff, c.cfg.MaxBackoff)
 			select {
 			case <-c.closing:
 				return
-			case <-time.After(delay):
+			case <-time.After(b.Next()):
 			}
 			var err error
-			s, err = c.connect(c.consumeCtx, attempt)
+			s, err = c.connect(c.consumeCtx, b.Attempts())
 			if err == nil {
-				c.log.Info("broker connection restored", zap.Int("attempts", attempt))
-				attempt = 0
+				c.log.Info("broker connection restored", zap.Int("attempts", b.Attempts()))
+				b.Reset()
 				break
 			}
 			if c.consumeCtx.Err() != nil {
 				<-c.closing
 				return
 			}
-			c.log.Warn("broker reconnect failed", zap.Int("attempt", attempt),
-				zap.Duration("next_in", backoff(attempt+1, c.cfg.MinBackoff, c.cfg.MaxBackoff)), zap.Error(err))
+			c.log.Warn("broker reconnect failed", zap.Int("attempt", b.Attempts()), zap.Error(err))
 		}
 	}
 }
@@ -492,6 +495,7 @@ func forward(dst chan *amqp.Error) chan *amqp.Error {
 }
 
 func (c *Consumer) connectRetrying(ctx context.Context) (*session, error) {
+	b := backoff.New(c.cfg.Backoff)
 	for attempt := 1; ; attempt++ {
 		s, err := c.connect(ctx, attempt)
 		if err == nil {
@@ -500,7 +504,7 @@ func (c *Consumer) connectRetrying(ctx context.Context) (*session, error) {
 		if errors.Is(err, ErrPermanent) {
 			return nil, err
 		}
-		delay := backoff(attempt, c.cfg.MinBackoff, c.cfg.MaxBackoff)
+		delay := b.Next()
 		c.log.Warn("cannot reach the broker; retrying", zap.Int("attempt", attempt),
 			zap.Duration("next_in", delay), zap.Error(err))
 		select {
@@ -762,16 +766,4 @@ func Purge(url string, cfg Config) (int, error) {
 		total += n
 	}
 	return total, nil
-}
-
-// backoff is exponential with full jitter, between min and max.
-func backoff(attempt int, min, max time.Duration) time.Duration {
-	d := min
-	for i := 1; i < attempt && d < max; i++ {
-		d *= 2
-	}
-	if d > max {
-		d = max
-	}
-	return min/2 + rand.N(d-min/2+1)
 }

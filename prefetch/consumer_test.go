@@ -16,6 +16,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/assert"
+
+	"github.com/ccworker/ccworker/internal/backoff"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -165,8 +167,8 @@ func connectionPid(t *testing.T, name string) string {
 func newConsumer(t *testing.T, url string, cfg Config) *Consumer {
 	t.Helper()
 	cfg.URLs = []string{url}
-	if cfg.MinBackoff == 0 {
-		cfg.MinBackoff, cfg.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond
+	if cfg.Backoff.Min == 0 {
+		cfg.Backoff = backoff.Policy{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond}
 	}
 	c, err := New(cfg)
 	require.NoError(t, err)
@@ -437,7 +439,7 @@ func TestUnreachableRetriesUntilContextDone(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c := newConsumer(t, "amqp://guest:guest@127.0.0.1:1/", Config{
 		Queues: []Queue{CeleryQueue("never", 0)}, ConnectTimeout: 200 * time.Millisecond,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		Backoff: backoff.Policy{Min: 20 * time.Millisecond, Max: 50 * time.Millisecond},
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +12,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/zap"
+
+	"github.com/ccworker/ccworker/internal/backoff"
 )
 
 // ErrClosed is returned by Write after Stop, and passed to the callbacks of records
@@ -36,9 +37,10 @@ type Config struct {
 	// MaxReplaceBatch caps the statements of one replace command (default 40): FerretDB
 	// hangs on an update command with 50 or more statements that match documents.
 	MaxReplaceBatch int
-	MinBackoff      time.Duration // first retry delay after a failed flush (default 100ms)
-	MaxBackoff      time.Duration // longest retry delay (default 5s)
-	Logger          *zap.Logger
+	// Backoff spaces the retries of a failed flush (default 100 ms … 5 s: the results
+	// hold acks back, so the writer retries sooner than a broker reconnect does).
+	Backoff backoff.Policy
+	Logger  *zap.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -51,11 +53,11 @@ func (c *Config) setDefaults() {
 	if c.MaxReplaceBatch <= 0 || c.MaxReplaceBatch > 49 {
 		c.MaxReplaceBatch = 40
 	}
-	if c.MinBackoff <= 0 {
-		c.MinBackoff = 100 * time.Millisecond
+	if c.Backoff.Min <= 0 {
+		c.Backoff.Min = 100 * time.Millisecond
 	}
-	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = 5 * time.Second
+	if c.Backoff.Max <= 0 {
+		c.Backoff.Max = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -227,6 +229,7 @@ func (w *Writer) flush(batch []pending) {
 		}
 	}
 	failing := false
+	b := backoff.New(w.cfg.Backoff)
 	for attempt := 1; ; attempt++ {
 		refused, replaced, err := w.write(unique)
 		if err == nil {
@@ -243,7 +246,7 @@ func (w *Writer) flush(batch []pending) {
 			w.stats.Unlock()
 			return
 		}
-		delay := backoff(attempt, w.cfg.MinBackoff, w.cfg.MaxBackoff)
+		delay := b.Next()
 		w.stats.Lock()
 		w.stats.failures++
 		w.stats.Unlock()
@@ -368,15 +371,6 @@ func fallback(rec *Record, cause error) *Record {
 		Retry:     rec.Retry,
 		Queue:     rec.Queue,
 	}
-}
-
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for i := 1; i < attempt && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	return d/2 + rand.N(d/2+1)
 }
 
 // MongoStore is a Store on a MongoDB (or MongoDB-wire) collection.

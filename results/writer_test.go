@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.uber.org/goleak"
 
+	"github.com/ccworker/ccworker/internal/backoff"
 	"github.com/ccworker/ccworker/internal/testenv"
 )
 
@@ -182,7 +183,7 @@ func TestRefusedDocumentIsReplacedByAFailure(t *testing.T) {
 func TestFailedFlushIsRetriedAndNotAnsweredMeanwhile(t *testing.T) {
 	s := newFakeStore()
 	s.failNext = 3
-	w := startWriter(t, s, Config{BatchSize: 1, MinBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	w := startWriter(t, s, Config{BatchSize: 1, Backoff: backoff.Policy{Min: 5 * time.Millisecond, Max: 10 * time.Millisecond}})
 	done := writeAll(t, w, rec("r", StatusSuccess))
 	require.NoError(t, <-done)
 	require.Equal(t, StatusSuccess, s.status("r"))
@@ -227,7 +228,7 @@ func TestStopFlushesQueuedRecords(t *testing.T) {
 func TestStopGivesUpOnADeadStore(t *testing.T) {
 	s := newFakeStore()
 	s.failNext = 1 << 30
-	w := NewWriter(s, Config{BatchSize: 1, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
+	w := NewWriter(s, Config{BatchSize: 1, Backoff: backoff.Policy{Min: time.Millisecond, Max: 2 * time.Millisecond}})
 	w.Start()
 	done := writeAll(t, w, rec("a", StatusSuccess))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)

@@ -33,6 +33,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ccworker/ccworker/internal/backoff"
 	"github.com/ccworker/ccworker/tasks"
 )
 
@@ -323,7 +324,8 @@ func (p *Pool) replace() {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		delay := time.Second
+		// A child that cannot start (a broken library, no memory) is retried slowly.
+		b := backoff.New(backoff.Policy{Min: time.Second, Max: time.Minute})
 		for {
 			c, _, err := p.startChild(p.base)
 			if err == nil {
@@ -342,15 +344,11 @@ func (p *Pool) replace() {
 			if p.base.Err() != nil {
 				return
 			}
+			delay := b.Next()
 			p.log.Error("cannot start a python child; retrying", zap.Error(err), zap.Duration("in", delay))
-			t := time.NewTimer(delay)
-			select {
-			case <-t.C:
-			case <-p.base.Done():
-				t.Stop()
+			if backoff.Sleep(p.base, delay) != nil {
 				return
 			}
-			delay = min(2*delay, time.Minute)
 		}
 	}()
 }
