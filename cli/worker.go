@@ -177,12 +177,13 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		Queues: s.queues, Prefetch: s.prefetch, ConnectionName: "ccworker " + s.nodeName, Logger: log.Named("broker"),
 		NativeDelay:          s.cfg.UsesQuorumQueues(queueNames(s.queues)),
 		NativeDelayQueueType: s.cfg.QueueTypes.NativeDelayedDeliveryQueueType,
+		FailoverStrategy:     s.cfg.BrokerFailoverStrategy,
 	}
 	for _, u := range s.brokerURLs {
 		pcfg.URLs = append(pcfg.URLs, u.AMQPURI())
 	}
 	if o.purge {
-		n, err := prefetch.Purge(pcfg.URLs[0], pcfg)
+		n, err := prefetch.Purge(warm, pcfg)
 		if err != nil {
 			return fmt.Errorf("purge: %w", err)
 		}
@@ -220,11 +221,13 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 
 	clock := &control.Clock{}
 	revoked := control.NewRevokedFromEnv()
-	dial := func(name string) control.Dialer {
-		c := pcfg
-		c.ConnectionName = name + " " + s.nodeName
-		return func(ctx context.Context) (*amqp.Connection, error) { return prefetch.Dial(pcfg.URLs[0], c) }
+	// Events and remote control fail over through the same list as the task consumer,
+	// each from its own place in it.
+	dialer, err := prefetch.NewDialer(pcfg)
+	if err != nil {
+		return usageError{err}
 	}
+	dial := func(name string) control.Dialer { return dialer.With(name + " " + s.nodeName).Dial }
 	var events *control.Events
 	if !(o.withoutHeartbeat && !s.cfg.WorkerSendTaskEvents) {
 		events, err = control.NewEvents(dial("ccworker-events"), control.EventsConfig{
@@ -356,7 +359,7 @@ func brokerStats(s *settings) control.BrokerStats {
 	u := s.brokerURLs[0]
 	b := control.BrokerStats{Hostname: u.Host, UserID: u.User, VirtualHost: u.VHost, Port: u.Port, SSL: u.TLS,
 		ConnectTimeout: s.cfg.BrokerConnectionTimeout.Seconds(), Heartbeat: s.cfg.BrokerHeartbeat.Seconds(),
-		LoginMethod: "PLAIN", URIPrefix: "", FailoverStrategy: "round-robin", TransportOptions: map[string]any{}}
+		LoginMethod: "PLAIN", URIPrefix: "", FailoverStrategy: s.cfg.BrokerFailoverStrategy, TransportOptions: map[string]any{}}
 	for _, alt := range s.brokerURLs[1:] {
 		b.Alternates = append(b.Alternates, alt.Redacted())
 	}

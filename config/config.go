@@ -33,6 +33,9 @@ type Config struct {
 	BrokerConnectionTimeout    time.Duration
 	BrokerConnectionRetry      bool
 	BrokerConnectionMaxRetries int // 0 = retry forever, as Celery treats None/0
+	// BrokerFailoverStrategy is how the BrokerURLs are cycled: "round-robin" (kombu's
+	// default, also for None) or "shuffle"; anything else is an error.
+	BrokerFailoverStrategy string
 
 	ResultBackend          string         // "" = results are not stored
 	MongoDBBackendSettings map[string]any // nil when unset
@@ -112,6 +115,7 @@ func Default() *Config {
 		BrokerConnectionTimeout:    4 * time.Second,
 		BrokerConnectionRetry:      true,
 		BrokerConnectionMaxRetries: 100,
+		BrokerFailoverStrategy:     "round-robin",
 		ResultSerializer:           "json",
 		ResultExpires:              24 * time.Hour,
 		AcceptContent:              []string{"json"},
@@ -616,6 +620,14 @@ func (r *reader) broker(c *Config) {
 	r.seconds("broker_connection_timeout", &c.BrokerConnectionTimeout)
 	r.boolean("broker_connection_retry", &c.BrokerConnectionRetry)
 	r.integer("broker_connection_max_retries", &c.BrokerConnectionMaxRetries, 0)
+	r.str("broker_failover_strategy", &c.BrokerFailoverStrategy)
+	switch c.BrokerFailoverStrategy {
+	case "":
+		c.BrokerFailoverStrategy = "round-robin" // None: kombu's default
+	case "round-robin", "shuffle":
+	default:
+		r.fail("broker_failover_strategy", fmt.Errorf("%w: %q is not a failover strategy ccworker knows (kombu's are 'round-robin' and 'shuffle'; a Python callable cannot be used)", ErrInvalidValue, c.BrokerFailoverStrategy))
+	}
 }
 
 // results reads the result backend settings and accept_content.

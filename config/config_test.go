@@ -21,6 +21,7 @@ func TestLoadDefaults(t *testing.T) {
 	assert.Equal(t, 4*time.Second, c.BrokerConnectionTimeout)
 	assert.True(t, c.BrokerConnectionRetry)
 	assert.Equal(t, 100, c.BrokerConnectionMaxRetries)
+	assert.Equal(t, "round-robin", c.BrokerFailoverStrategy)
 	assert.Equal(t, []string{"json"}, c.AcceptContent)
 	assert.Nil(t, c.TaskAcksLate)
 	assert.True(t, c.TaskAcksOnFailureOrTimeout)
@@ -123,6 +124,7 @@ broker_heartbeat = 30
 broker_connection_timeout = 1.5
 broker_connection_retry = False
 broker_connection_max_retries = None
+broker_failover_strategy = 'shuffle'
 result_backend = 'mongodb://m/db'
 mongodb_backend_settings = {'taskmeta_collection': 'res'}
 result_extended = True
@@ -159,6 +161,7 @@ _private = 1
 	assert.Equal(t, 1500*time.Millisecond, c.BrokerConnectionTimeout)
 	assert.False(t, c.BrokerConnectionRetry)
 	assert.Equal(t, 0, c.BrokerConnectionMaxRetries)
+	assert.Equal(t, "shuffle", c.BrokerFailoverStrategy)
 	assert.Equal(t, map[string]any{"taskmeta_collection": "res"}, c.MongoDBBackendSettings)
 	assert.True(t, c.ResultExtended)
 	assert.Equal(t, []string{"json"}, c.ResultAcceptContent)
@@ -263,6 +266,8 @@ func TestLoadErrors(t *testing.T) {
 		{"broker_url = 5", 1, "broker_url", ErrWrongType},
 		{"broker_url = 'redis://h'", 1, "broker_url", ErrBrokerURL},
 		{"broker_use_ssl = 'yes'", 1, "broker_use_ssl", ErrWrongType},
+		{"broker_failover_strategy = 'random'", 1, "broker_failover_strategy", ErrInvalidValue},
+		{"broker_failover_strategy = 3", 1, "broker_failover_strategy", ErrWrongType},
 		{"broker_use_ssl = {'ca_certs': '/nonexistent.pem'}", 1, "broker_use_ssl", ErrBrokerTLS},
 		{"result_serializer = 'pickle'", 1, "result_serializer", ErrUnsupportedSerializer},
 		{"task_serializer = 'pickle'", 1, "task_serializer", ErrUnsupportedSerializer},

@@ -57,16 +57,18 @@ func CeleryQueue(name string, maxPriority int) Queue {
 
 // Config configures a Consumer.
 type Config struct {
-	URLs           []string    // AMQP URIs, tried round-robin (Celery's failover strategy)
-	TLS            *tls.Config // nil = plain unless the URI is amqps
-	Heartbeat      time.Duration
-	ConnectTimeout time.Duration
-	Queues         []Queue
-	Prefetch       int            // per consumer; 0 = unlimited
-	MaxAckHold     time.Duration  // how long a finished delivery may wait behind a slower one
-	ConnectionName string         // shown in the RabbitMQ management UI
-	Backoff        backoff.Policy // between reconnection rounds; zero = backoff's defaults
-	Logger         *zap.Logger
+	URLs []string // AMQP URIs: the failover list (see Dialer)
+	// FailoverStrategy is broker_failover_strategy: RoundRobin ("" too) or Shuffle.
+	FailoverStrategy string
+	TLS              *tls.Config // nil = plain unless the URI is amqps
+	Heartbeat        time.Duration
+	ConnectTimeout   time.Duration
+	Queues           []Queue
+	Prefetch         int            // per consumer; 0 = unlimited
+	MaxAckHold       time.Duration  // how long a finished delivery may wait behind a slower one
+	ConnectionName   string         // shown in the RabbitMQ management UI
+	Backoff          backoff.Policy // between reconnection rounds; zero = backoff's defaults
+	Logger           *zap.Logger
 	// NativeDelay sets up Celery 5.5+'s native delayed delivery on every connection (the
 	// celery_delayed_* levels and the bindings of the queues consumed) and parks far-ETA
 	// tasks through it, as a Celery 5.5+ worker does when its queues are quorum queues. It
@@ -149,6 +151,7 @@ type Consumer struct {
 	started       atomic.Bool
 
 	lostConn, lostChannel atomic.Uint64 // connection losses, by cause
+	dialer                *Dialer
 
 	mu   sync.Mutex
 	conn *amqp.Connection // current connection, nil while reconnecting
@@ -180,21 +183,17 @@ func (d *connDecl) reset(conn *amqp.Connection) {
 
 // New checks cfg and returns a Consumer; nothing connects until Start.
 func New(cfg Config) (*Consumer, error) {
-	if len(cfg.URLs) == 0 {
-		return nil, errors.New("prefetch: no broker URL")
-	}
 	if len(cfg.Queues) == 0 {
 		return nil, errors.New("prefetch: no queue to consume")
 	}
-	for _, u := range cfg.URLs {
-		if _, err := amqp.ParseURI(u); err != nil {
-			return nil, fmt.Errorf("prefetch: broker URL: %w", err)
-		}
+	dialer, err := NewDialer(cfg)
+	if err != nil {
+		return nil, err
 	}
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Consumer{
-		cfg: cfg, log: cfg.Logger, queues: append([]Queue(nil), cfg.Queues...),
+		cfg: cfg, log: cfg.Logger, dialer: dialer, queues: append([]Queue(nil), cfg.Queues...),
 		consumeCtx: ctx, stopConsuming: cancel,
 		closing: make(chan struct{}), done: make(chan struct{}),
 	}, nil
@@ -366,7 +365,7 @@ func (c *Consumer) supervise(s *session, handle Handler) {
 			case <-time.After(b.Next()):
 			}
 			var err error
-			s, err = c.connect(c.consumeCtx, b.Attempts())
+			s, err = c.connect(c.consumeCtx)
 			if err == nil {
 				c.log.Info("broker connection restored", zap.Int("attempts", b.Attempts()))
 				b.Reset()
@@ -497,7 +496,7 @@ func forward(dst chan *amqp.Error) chan *amqp.Error {
 func (c *Consumer) connectRetrying(ctx context.Context) (*session, error) {
 	b := backoff.New(c.cfg.Backoff)
 	for attempt := 1; ; attempt++ {
-		s, err := c.connect(ctx, attempt)
+		s, err := c.connect(ctx)
 		if err == nil {
 			return s, nil
 		}
@@ -515,9 +514,10 @@ func (c *Consumer) connectRetrying(ctx context.Context) (*session, error) {
 	}
 }
 
-func (c *Consumer) connect(ctx context.Context, attempt int) (*session, error) {
-	url := c.cfg.URLs[(attempt-1)%len(c.cfg.URLs)]
-	conn, err := Dial(url, c.cfg)
+// connect runs one round of the failover list and declares the queues on the
+// connection it opens.
+func (c *Consumer) connect(ctx context.Context) (*session, error) {
+	conn, err := c.dialer.Dial(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -742,9 +742,14 @@ func (c *Consumer) forgetDeclared(conn *amqp.Connection) {
 }
 
 // Purge declares the queues and deletes their waiting messages (celery worker --purge),
-// returning how many were removed.
-func Purge(url string, cfg Config) (int, error) {
-	conn, err := Dial(url, cfg)
+// returning how many were removed. It connects to the first broker of cfg's failover
+// list that answers.
+func Purge(ctx context.Context, cfg Config) (int, error) {
+	d, err := NewDialer(cfg)
+	if err != nil {
+		return 0, err
+	}
+	conn, err := d.Dial(ctx)
 	if err != nil {
 		return 0, err
 	}
