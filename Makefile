@@ -81,6 +81,18 @@ fuzz:
 chaos: services
 	CCWORKER_CHAOS=1 $(GO) test -v -count=1 -parallel 8 -timeout 9m ./chaos/
 
+## cluster: failover tests (issue #13) on a PRIVATE 3-node RabbitMQ cluster (cc1..cc3@localhost,
+##   AMQP 5691-5693, state in ~/.cache/ccworker/cluster) started once and stopped at the end by
+##   scripts/cluster/run.sh, even when the test binary times out or is killed; results in fresh
+##   databases on the shared FerretDB (27017). About 5-6 minutes. CCWORKER_CLUSTER_KEEP=1 keeps
+##   the nodes and the logs.
+.PHONY: cluster cluster-stop
+cluster: services
+	bash scripts/cluster/run.sh
+
+cluster-stop:
+	bash scripts/cluster/rmq.sh stop
+
 ## demo: a demo load through a real broker and result store
 demo:
 	bash scripts/demo.sh
