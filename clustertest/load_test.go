@@ -380,14 +380,16 @@ type worker struct {
 
 	mu        sync.Mutex
 	received  []time.Time
-	finished  map[string]int // id + "/retry" or "/done" -> executions
+	probes    map[string]time.Time // probe id -> first received
+	finished  map[string]int       // id + "/retry" or "/done" -> executions
 	connected []connected
+	lost      []time.Time // the task consumer's connection losses
 	warnings  []string
 }
 
 func startWorker(t *testing.T, name, config, queue string) *worker {
 	t.Helper()
-	w := &worker{name: name, done: make(chan struct{}), finished: map[string]int{}}
+	w := &worker{name: name, done: make(chan struct{}), finished: map[string]int{}, probes: map[string]time.Time{}}
 	var err error
 	if w.log, err = os.Create(filepath.Join(workDir, name+".log")); err != nil {
 		t.Fatal(err)
@@ -439,12 +441,18 @@ func (w *worker) add(line []byte) {
 		switch m[3] {
 		case "received":
 			w.received = append(w.received, at)
+			if _, seen := w.probes[m[2]]; strings.HasPrefix(m[2], "probe-") && !seen {
+				w.probes[m[2]] = at
+			}
 		case "retry:":
 			w.finished[m[2]+"/retry"]++
 		default:
 			w.finished[m[2]+"/done"]++
 		}
 		return
+	}
+	if ll.Msg == "broker connection lost; reconnecting" {
+		w.lost = append(w.lost, at)
 	}
 	if ll.Msg == "connected to the broker" {
 		w.connected = append(w.connected, connected{at, ll.Connection, ll.Broker})
@@ -465,6 +473,24 @@ func (w *worker) reconnectedAfter(prefix string, t0 time.Time) (time.Time, bool)
 		}
 	}
 	return time.Time{}, false
+}
+
+func (w *worker) lostAfter(t0 time.Time) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, at := range w.lost {
+		if !at.Before(t0) {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func (w *worker) probeReceived(id string) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	at, ok := w.probes[id]
+	return at, ok
 }
 
 func (w *worker) receivedAfter(t0 time.Time) (time.Time, bool) {
@@ -583,4 +609,50 @@ func checkDoc(k taskKind, d doc) string {
 		return fmt.Sprintf("want SUCCESS, got %s %.100s", d.Status, res)
 	}
 	return ""
+}
+
+// probe publishes one ccworker.noop task with id through node n, retrying until the
+// broker confirms it (the queue may have no leader for a moment), and tells whether it
+// did before deadline.
+func probe(queue, id string, n int, deadline time.Time) bool {
+	req := &protocol.Request{ID: id, RootID: id, Task: "ccworker.noop", Args: []any{}, Kwargs: map[string]any{}}
+	m, err := protocol.EncodeV2(req)
+	if err != nil {
+		return false
+	}
+	msg := amqp.Publishing{Headers: prefetch.Table(m.Headers), ContentType: m.ContentType,
+		ContentEncoding: m.ContentEncoding, DeliveryMode: amqp.Persistent, CorrelationId: id, Body: m.Body}
+	for time.Now().Before(deadline) {
+		if publishOne(nodeURL(n), queue, msg) == nil {
+			return true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return false
+}
+
+func publishOne(url, queue string, msg amqp.Publishing) error {
+	conn, err := amqp.DialConfig(amqpGo(url), amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	if err := ch.Confirm(false); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, msg)
+	if err != nil {
+		return err
+	}
+	ok, err := c.WaitContext(ctx)
+	if err == nil && !ok {
+		err = errors.New("nacked")
+	}
+	return err
 }
