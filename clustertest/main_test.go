@@ -18,9 +18,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
-	"testing"
+	"github.com/ccworker/ccworker/internal/testharness"
 )
 
 const nodes = 3
@@ -57,7 +58,7 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) (code int) {
 	var err error
-	if repoRoot, err = filepath.Abs(".."); err != nil {
+	if repoRoot, err = testharness.RepoRoot(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -78,14 +79,12 @@ func runMain(m *testing.M) (code int) {
 		_ = os.RemoveAll(workDir)
 	}()
 	t0 := time.Now()
-	binary = filepath.Join(workDir, "ccworker")
-	build := exec.Command("go", "build", "-trimpath", "-o", binary, "./cmd/ccworker")
-	build.Dir = repoRoot
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+	var remove func()
+	if binary, remove, err = testharness.Build(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	defer remove()
 	// Forming a cluster is the slow part (tens of seconds): one for every scenario.
 	if out, err := rmq("start"); err != nil {
 		fmt.Fprintf(os.Stderr, "private RabbitMQ cluster: %v\n%s", err, out)
