@@ -379,7 +379,6 @@ type worker struct {
 	log  *os.File
 
 	mu        sync.Mutex
-	received  []time.Time
 	probes    map[string]time.Time // probe id -> first received
 	finished  map[string]int       // id + "/retry" or "/done" -> executions
 	connected []connected
@@ -440,7 +439,6 @@ func (w *worker) add(line []byte) {
 	if m := taskLine.FindStringSubmatch(ll.Msg); m != nil {
 		switch m[3] {
 		case "received":
-			w.received = append(w.received, at)
 			if _, seen := w.probes[m[2]]; strings.HasPrefix(m[2], "probe-") && !seen {
 				w.probes[m[2]] = at
 			}
@@ -491,17 +489,6 @@ func (w *worker) probeReceived(id string) (time.Time, bool) {
 	defer w.mu.Unlock()
 	at, ok := w.probes[id]
 	return at, ok
-}
-
-func (w *worker) receivedAfter(t0 time.Time) (time.Time, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, at := range w.received {
-		if !at.Before(t0) {
-			return at, true
-		}
-	}
-	return time.Time{}, false
 }
 
 // duplicates counts finished executions beyond one per (id, step).
