@@ -109,7 +109,8 @@ func (d *Dialer) Dial(ctx context.Context) (*amqp.Connection, error) {
 		}
 		conn, err := Dial(d.cfg.URLs[i], d.cfg)
 		if err == nil {
-			if !first && (i != d.last || len(errs) > 0) {
+			// Said once per failover (and at start when the first broker did not answer).
+			if len(errs) > 0 || (!first && i != d.last) {
 				d.log.Info("connected to the broker", zap.String("connection", d.cfg.ConnectionName),
 					zap.String("broker", Address(d.cfg.URLs[i])))
 			}
