@@ -396,6 +396,8 @@ func startWorker(t *testing.T, name, config, queue string) *worker {
 	w.cmd = exec.Command(binary, "--config", config, "-Q", queue, "-n", name, "-c", "32",
 		"-l", "INFO", "--log-format", "json")
 	w.cmd.Dir = workDir
+	// A worker must not outlive a test binary that timed out or was killed.
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := w.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
