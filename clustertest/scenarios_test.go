@@ -35,15 +35,16 @@ func newScenario(t *testing.T, name string) *scenario {
 	suffix := fmt.Sprintf("%04x", rand.IntN(1<<16))
 	s := &scenario{t: t, name: name, queue: "cluster_" + name + "_" + suffix, node: name + "@cluster", begin: time.Now()}
 	_, s.db = resultDB(t, "ccworker_cluster_"+name+"_"+suffix)
-	// The URL list as a Python list (a ';' string works too), the queue as Celery 5.5+
-	// declares a quorum queue, acks after the result is stored.
+	// The URL list as a Python list (a ';' string works too), quorum queues as a Celery
+	// 5.5+ deployment asks for them, acks after the result is stored.
 	s.cfg = filepath.Join(workDir, name+".celeryconfig.py")
 	src := fmt.Sprintf(`broker_url = [%s]
 broker_failover_strategy = 'round-robin'
 result_backend = '%s%s'
 task_acks_late = True
-task_queues = [{'name': '%s', 'exchange': '%s', 'routing_key': '%s', 'queue_arguments': {'x-queue-type': 'quorum'}}]
-`, quoteList(urls(1, 2, 3)), mongoURL, s.db.Name(), s.queue, s.queue, s.queue)
+task_default_queue_type = 'quorum'
+worker_detect_quorum_queues = True
+`, quoteList(urls(1, 2, 3)), mongoURL, s.db.Name())
 	if err := os.WriteFile(s.cfg, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
