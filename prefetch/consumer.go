@@ -122,6 +122,14 @@ type Delivery struct {
 	ReplyTo         string
 	Priority        uint8
 	Tag             uint64
+	// The other basic properties, which Celery hands to tasks (request.properties).
+	DeliveryMode uint8
+	Expiration   string
+	MessageID    string
+	Timestamp    time.Time
+	Type         string
+	UserID       string
+	AppID        string
 
 	acker *acker
 }
@@ -462,7 +470,8 @@ func (c *Consumer) deliverLoop(ctx context.Context, s *session, qc *queueConsume
 			Queue: q.Name, Exchange: m.Exchange, RoutingKey: m.RoutingKey, Redelivered: m.Redelivered,
 			ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, Headers: m.Headers,
 			Body: m.Body, CorrelationID: m.CorrelationId, ReplyTo: m.ReplyTo, Priority: m.Priority,
-			Tag: m.DeliveryTag, acker: a,
+			Tag: m.DeliveryTag, acker: a, DeliveryMode: m.DeliveryMode, Expiration: m.Expiration,
+			MessageID: m.MessageId, Timestamp: m.Timestamp, Type: m.Type, UserID: m.UserId, AppID: m.AppId,
 		})
 	}
 }

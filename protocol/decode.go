@@ -65,6 +65,8 @@ func Decode(m Message, accept Accept) (*Request, error) {
 		CorrelationID:   m.CorrelationID,
 		ReplyTo:         m.ReplyTo,
 		Priority:        m.Priority,
+		Properties:      m.Properties,
+		rawHeaders:      m.Headers,
 	}
 	if isV2 {
 		err = r.fromV2(m.Headers, payload)

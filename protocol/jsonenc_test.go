@@ -180,6 +180,8 @@ func TestEncodeV2RoundTrip(t *testing.T) {
 	m.Headers = amqpHeaders(m.Headers).(map[string]any) // nested maps as the broker would return them
 	got, err := Decode(m, Accept{})
 	require.NoError(t, err)
+	assert.Equal(t, "v", got.MessageHeaders()["s"])
+	got.rawHeaders = nil // kept for Header, not part of the round trip
 	assert.Equal(t, r, got)
 
 	// Minimal request: reprs computed, root id defaulted.

@@ -14,6 +14,7 @@ type Message struct {
 	CorrelationID string
 	ReplyTo       string
 	Priority      uint8
+	Properties    Properties
 }
 
 // Request is a decoded task message, normalized to protocol 2 fields.
@@ -65,6 +66,10 @@ type Request struct {
 	CorrelationID   string
 	ReplyTo         string
 	Priority        uint8
+	Properties      Properties
+
+	// rawHeaders are the message's headers as received, read only on demand (Header).
+	rawHeaders map[string]any
 }
 
 // Name is the name used in logs and events: the shadow name if set,

@@ -20,6 +20,45 @@ type Call struct {
 	Request *protocol.Request // id, retries, eta, parent... of the message
 	// Hostname is the worker's node name (Celery's self.request.hostname).
 	Hostname string
+	// Delivery is where the message came from (Celery's self.request.delivery_info).
+	Delivery Delivery
+}
+
+// Delivery is how the broker delivered a task's message.
+type Delivery struct {
+	Exchange    string
+	RoutingKey  string
+	Redelivered bool
+}
+
+// Header returns the message header name as the client sent it: any header, the
+// protocol's own (id, retries, ...) and the custom ones a client adds, for example
+// send_task(..., headers={'authenticated_user': {...}}). Nested tables are
+// map[string]any.
+func (c *Call) Header(name string) (any, bool) {
+	if c.Request == nil {
+		return nil, false
+	}
+	return c.Request.Header(name)
+}
+
+// Properties returns the message's AMQP properties as Celery gives them to a task
+// (self.request.properties): content_type, app_id, application_headers, ...
+func (c *Call) Properties() map[string]any {
+	if c.Request == nil {
+		return map[string]any{}
+	}
+	return c.Request.PropertyMap()
+}
+
+// DeliveryInfo is Celery's self.request.delivery_info.
+func (c *Call) DeliveryInfo() map[string]any {
+	var prio any
+	if c.Request != nil {
+		prio = int64(c.Request.Priority)
+	}
+	return map[string]any{"exchange": c.Delivery.Exchange, "routing_key": c.Delivery.RoutingKey,
+		"priority": prio, "redelivered": c.Delivery.Redelivered}
 }
 
 // Handler runs a task. Its context is cancelled at the soft time limit (the cause is

@@ -169,3 +169,37 @@ func TestOptions(t *testing.T) {
 	require.Contains(t, r.Options(AddName).Doc, "x + y")
 	require.Equal(t, Options{}, r.Options("missing"))
 }
+
+type table map[string]any // as amqp091-go's amqp.Table
+
+// A Go task reads any header of its message, custom ones included, and the properties.
+func TestCallHeaderAndProperties(t *testing.T) {
+	m, err := protocol.EncodeV2(&protocol.Request{ID: "id-1", Task: "t"})
+	require.NoError(t, err)
+	m.Headers["authenticated_user"] = table{"username": "admin", "n": int32(3)}
+	m.Properties.AppID = "app"
+	req, err := protocol.Decode(m, protocol.Accept{})
+	require.NoError(t, err)
+	c := &Call{Request: req, Delivery: Delivery{RoutingKey: "celery", Redelivered: true}}
+
+	v, ok := c.Header("authenticated_user")
+	require.True(t, ok)
+	require.Equal(t, map[string]any{"username": "admin", "n": int64(3)}, v)
+	v, ok = c.Header("id")
+	require.True(t, ok)
+	require.Equal(t, "id-1", v)
+	_, ok = c.Header("nope")
+	require.False(t, ok)
+
+	p := c.Properties()
+	require.Equal(t, "app", p["app_id"])
+	require.Equal(t, "application/json", p["content_type"])
+	require.Equal(t, "id-1", p["application_headers"].(map[string]any)["id"])
+	require.Equal(t, true, c.DeliveryInfo()["redelivered"])
+	require.Equal(t, "celery", c.DeliveryInfo()["routing_key"])
+
+	var none Call
+	_, ok = none.Header("id")
+	require.False(t, ok)
+	require.Empty(t, none.Properties())
+}

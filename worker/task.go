@@ -150,7 +150,8 @@ func (t *task) limits() (hard, soft time.Duration) {
 // slot frees up, the message stays unacked and goes back to the queue.
 func (t *task) run(ctx context.Context, h tasks.Handler) {
 	hard, soft := t.limits()
-	call := &tasks.Call{Args: t.req.Args, Kwargs: t.req.Kwargs, Request: t.req, Hostname: t.w.cfg.NodeName}
+	call := &tasks.Call{Args: t.req.Args, Kwargs: t.req.Kwargs, Request: t.req, Hostname: t.w.cfg.NodeName,
+		Delivery: tasks.Delivery{Exchange: t.d.Exchange, RoutingKey: t.d.RoutingKey, Redelivered: t.d.Redelivered}}
 	err := t.w.pool.Submit(ctx, pool.Job{
 		Run:       func(ctx context.Context) (any, error) { return t.execute(ctx, h, call) },
 		HardLimit: hard,

@@ -308,6 +308,8 @@ func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
 	req, err := protocol.Decode(protocol.Message{
 		ContentType: d.ContentType, ContentEncoding: d.ContentEncoding, Headers: d.Headers,
 		Body: d.Body, CorrelationID: d.CorrelationID, ReplyTo: d.ReplyTo, Priority: d.Priority,
+		Properties: protocol.Properties{DeliveryMode: d.DeliveryMode, Expiration: d.Expiration,
+			MessageID: d.MessageID, Timestamp: d.Timestamp, Type: d.Type, UserID: d.UserID, AppID: d.AppID},
 	}, w.cfg.Accept)
 	if err != nil {
 		w.refuse(d, err)

@@ -14,9 +14,12 @@
 // placeholder names are ignored.
 //
 // With Input "stdin" the argv is used literally (no placeholders) and the program
-// reads {"args": [...], "kwargs": {...}, "id": "...", "task": "...", "retries": 0} as
-// one line of JSON on its standard input; "both" fills the template and writes the
-// JSON. Otherwise standard input is /dev/null.
+// reads {"args": [...], "kwargs": {...}, "id": "...", "task": "...", "retries": 0,
+// "headers": {...}, "properties": {...}} as one line of JSON on its standard input:
+// headers are every header of the message (custom ones such as cyberCommons'
+// authenticated_user included), properties the AMQP properties as Celery's
+// self.request.properties has them. "both" fills the template and writes the JSON.
+// Otherwise standard input is /dev/null.
 //
 // With Shell the argv is a single template run as /bin/sh -c TEMPLATE, and each
 // substituted value is quoted as Python's shlex.quote does (so do not put placeholders
@@ -326,6 +329,8 @@ func (r *runner) stdinJSON(c *tasks.Call) ([]byte, error) {
 		if req.Task != "" {
 			m["task"] = req.Task
 		}
+		// Every header and property, as a Celery task sees them in self.request.
+		m["headers"], m["properties"] = req.MessageHeaders(), req.PropertyMap()
 	}
 	b, err := protocol.AppendJSON(nil, m)
 	if err != nil {

@@ -131,11 +131,19 @@ func TestNonZeroExit(t *testing.T) {
 
 func TestStdinInput(t *testing.T) {
 	c := call([]any{int64(1), "a"}, map[string]any{"k": []any{2.5}})
+	// Every header and property of the message, as a Celery task's self.request has them.
+	c.Request.Headers = map[string]any{"authenticated_user": map[string]any{"username": "admin"}}
+	c.Request.Properties.AppID = "1234"
 	h := newHandler(t, Spec{Argv: []string{"/bin/cat"}, Input: InputStdin})
 	v, err := h(context.Background(), c)
 	require.NoError(t, err)
+	got := v.(map[string]any)
+	assert.Equal(t, map[string]any{"authenticated_user": map[string]any{"username": "admin"}}, got["headers"])
+	assert.Equal(t, "1234", got["properties"].(map[string]any)["app_id"])
+	delete(got, "properties")
+	delete(got, "headers")
 	assert.Equal(t, map[string]any{"args": []any{int64(1), "a"}, "kwargs": map[string]any{"k": []any{2.5}},
-		"id": "id-1", "task": "test.cmd", "retries": int64(2)}, v)
+		"id": "id-1", "task": "test.cmd", "retries": int64(2)}, got)
 
 	// stdin mode takes the argv literally; both fills it in as well.
 	s := script(t, `printf '%s\n' "$@"; cat >/dev/null`)

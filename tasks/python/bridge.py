@@ -9,7 +9,8 @@
 #            or {"ready": false, "error": "<traceback>"} when an import fails
 #   request: <- {"id", "task", "args", "kwargs", "retries", "eta", "expires", "root_id",
 #                "parent_id", "group", "group_index", "hostname", "delivery_info",
-#                "reply_to", "correlation_id", "origin", "timelimit", "ignore_result"}
+#                "reply_to", "correlation_id", "origin", "timelimit", "ignore_result",
+#                "fields" (a protocol 2 message's headers), "headers", "properties"}
 #   reply:   -> {"id", "rss", "ok": <result, kombu JSON>}
 #            |  {"id", "rss", "retry": {"countdown"|"eta", "exc": {...}|null}, "traceback"}
 #            |  {"id", "rss", "error": {"exc_type", "exc_message", "exc_module"}, "traceback"}
@@ -115,7 +116,10 @@ def run(req, app, tasks, Context, task_stack, task_has_custom, running):
     task = tasks[req['task']]
     args, kwargs = req.get('args') or [], req.get('kwargs') or {}
     hard, soft = (req.get('timelimit') or [None, None])
-    task.push_request(
+    # As Celery's Request: every header of a protocol 2 message becomes an attribute of
+    # the request (self.request.authenticated_user), then the fields the worker sets.
+    fields = dict(req.get('fields') or {})
+    fields.update(
         id=req.get('id'), task=task.name, args=args, kwargs=kwargs,
         retries=req.get('retries') or 0, eta=req.get('eta'), expires=req.get('expires'),
         root_id=req.get('root_id'), parent_id=req.get('parent_id'), group=req.get('group'),
@@ -123,9 +127,11 @@ def run(req, app, tasks, Context, task_stack, task_has_custom, running):
         delivery_info=req.get('delivery_info') or {}, reply_to=req.get('reply_to'),
         correlation_id=req.get('correlation_id') or req.get('id'), origin=req.get('origin'),
         timelimit=(hard, soft), ignore_result=req.get('ignore_result', False),
+        properties=req.get('properties') or {}, headers=req.get('headers'),
         # Eager: self.retry() raises Retry instead of publishing; ccworker re-sends it.
-        is_eager=True, called_directly=False, headers=None,
+        is_eager=True, called_directly=False,
     )
+    task.push_request(**fields)
     task_stack.push(task)
     try:
         # As celery.app.trace: the task's own __call__ if it has one, else run (which

@@ -431,11 +431,18 @@ type request struct {
 	Origin        *string        `json:"origin"`
 	TimeLimit     [2]*float64    `json:"timelimit"`
 	IgnoreResult  bool           `json:"ignore_result"`
+	// Fields are the message's headers for a protocol 2 message: Celery makes each of
+	// them an attribute of the request (self.request.authenticated_user).
+	Fields map[string]any `json:"fields,omitempty"`
+	// Headers is request.headers: the message's headers for a protocol 1 message (whose
+	// fields are in the body), None for protocol 2, as in Celery.
+	Headers    map[string]any `json:"headers"`
+	Properties map[string]any `json:"properties"`
 }
 
 func encodeRequest(name string, call *tasks.Call) ([]byte, error) {
 	r := request{Task: name, Args: call.Args, Kwargs: call.Kwargs, Hostname: call.Hostname,
-		DeliveryInfo: map[string]any{}}
+		DeliveryInfo: call.DeliveryInfo(), Properties: call.Properties()}
 	if r.Args == nil {
 		r.Args = []any{}
 	}
@@ -447,7 +454,11 @@ func encodeRequest(name string, call *tasks.Call) ([]byte, error) {
 		r.ETA, r.Expires = isoTime(q.ETA), isoTime(q.Expires)
 		r.RootID, r.ParentID, r.Group = nonEmpty(q.RootID), nonEmpty(q.ParentID), nonEmpty(q.GroupID)
 		r.ReplyTo, r.CorrelationID, r.Origin = nonEmpty(q.ReplyTo), nonEmpty(q.CorrelationID), nonEmpty(q.Origin)
-		r.DeliveryInfo["priority"] = q.Priority
+		if q.Protocol == 1 {
+			r.Headers = q.MessageHeaders()
+		} else {
+			r.Fields = q.MessageHeaders()
+		}
 		r.TimeLimit = [2]*float64{seconds(q.TimeLimit), seconds(q.SoftTimeLimit)}
 	}
 	b, err := json.Marshal(r)

@@ -312,3 +312,43 @@ func pidOf(t *testing.T, p *Pool) int {
 	require.NoError(t, err)
 	return int(decode(t, v).(float64))
 }
+
+// Every header of the message reaches the task's request as under Celery: a protocol 2
+// message's headers become attributes (cyberCommons' authenticated_user), the properties
+// are request.properties; a protocol 1 message's headers are request.headers.
+func TestRequestHeadersAndProperties(t *testing.T) {
+	p, _ := newPool(t, nil)
+	m, err := protocol.EncodeV2(&protocol.Request{ID: "id-h", Task: "mylib.tasks.request_headers",
+		Headers: map[string]any{"authenticated_user": map[string]any{"username": "admin"}}})
+	require.NoError(t, err)
+	m.Properties = protocol.Properties{DeliveryMode: 2, AppID: "1234"}
+	req, err := protocol.Decode(m, protocol.Accept{})
+	require.NoError(t, err)
+	c := &tasks.Call{Args: req.Args, Kwargs: req.Kwargs, Request: req, Hostname: "celery@test",
+		Delivery: tasks.Delivery{Exchange: "", RoutingKey: "celery"}}
+	v, err := run(t, p, "mylib.tasks.request_headers", c)
+	require.NoError(t, err)
+	got := decode(t, v).(map[string]any)
+	assert.Equal(t, map[string]any{"username": "admin"}, got["authenticated_user"])
+	assert.Equal(t, "py", got["lang"])
+	assert.Nil(t, got["headers"])
+	props := got["properties"].(map[string]any)
+	assert.Equal(t, "1234", props["app_id"])
+	assert.Equal(t, 2.0, props["delivery_mode"])
+	assert.Equal(t, "application/json", props["content_type"])
+	assert.Equal(t, "id-h", props["correlation_id"])
+	assert.Equal(t, map[string]any{"username": "admin"}, props["application_headers"].(map[string]any)["authenticated_user"])
+	assert.Equal(t, map[string]any{"exchange": "", "routing_key": "celery", "priority": 0.0, "redelivered": false},
+		got["delivery_info"])
+
+	v1, err := protocol.Decode(protocol.Message{ContentType: "application/json",
+		Headers: map[string]any{"authenticated_user": "bob"},
+		Body:    []byte(`{"task": "mylib.tasks.request_headers", "id": "id-1", "args": [], "kwargs": {}}`)},
+		protocol.Accept{})
+	require.NoError(t, err)
+	v, err = run(t, p, "mylib.tasks.request_headers", &tasks.Call{Request: v1, Hostname: "celery@test"})
+	require.NoError(t, err)
+	got = decode(t, v).(map[string]any)
+	assert.Nil(t, got["authenticated_user"])
+	assert.Equal(t, map[string]any{"authenticated_user": "bob"}, got["headers"])
+}

@@ -80,3 +80,11 @@ def grow(kib):
 @shared_task
 def execute(source):
     exec(source)
+
+
+@shared_task(bind=True)
+def request_headers(self):
+    """What a task sees of its message: custom headers, properties, delivery info."""
+    return {'authenticated_user': getattr(self.request, 'authenticated_user', None),
+            'properties': self.request.properties, 'headers': self.request.headers,
+            'delivery_info': self.request.delivery_info, 'lang': getattr(self.request, 'lang', None)}
