@@ -166,7 +166,7 @@ func runE2E(b *testing.B, l load) {
 	ids, sent := e.publish(b, l)
 	coll := e.db.Collection("celery_taskmeta")
 
-	args := []string{"-b", e.amqpURL, "-Q", e.queue, "-c", "512", "-n", "bench@%h", "-l", "WARNING",
+	args := []string{"-b", e.amqpURL, "-Q", e.queue, "-c", "512", "-n", "bench@%h", "-l", "WARNING", "--builtin-tasks",
 		"--without-heartbeat", "--max-idle", "300ms"}
 	if l.results {
 		args = append(args, "--result-backend", strings.TrimSuffix(e.mongoURL, "/")+"/"+e.db.Name())

@@ -47,7 +47,7 @@ func BenchmarkStartup(b *testing.B) {
 	for i := range 5 {
 		publishOne(b, ch, e.queue, &protocol.Request{ID: fmt.Sprintf("startup-%d", i), Task: "ccworker.noop",
 			Args: []any{}, Kwargs: map[string]any{}, IgnoreResult: true})
-		cmd := exec.Command(bin, "-b", e.amqpURL, "-Q", e.queue, "-c", "512", "-l", "INFO", "--without-heartbeat")
+		cmd := exec.Command(bin, "-b", e.amqpURL, "-Q", e.queue, "-c", "512", "-l", "INFO", "--without-heartbeat", "--builtin-tasks")
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			b.Fatal(err)
@@ -78,7 +78,7 @@ func BenchmarkInflight10k(b *testing.B) {
 	e := newEnv(b)
 	l := load{task: "ccworker.sleep", args: []any{int64(5)}, n: 10000}
 	e.publish(b, l)
-	cmd := exec.Command(bin, "-b", e.amqpURL, "-Q", e.queue, "-c", "10000", "--prefetch-multiplier", "1",
+	cmd := exec.Command(bin, "-b", e.amqpURL, "-Q", e.queue, "-c", "10000", "--builtin-tasks", "--prefetch-multiplier", "1",
 		"-l", "WARNING", "--without-heartbeat", "--max-idle", "500ms")
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -115,7 +115,7 @@ func BenchmarkInflight10k(b *testing.B) {
 func BenchmarkLatencyAt1000(b *testing.B) {
 	bin := ccworkerBinary(b)
 	e := newEnv(b)
-	cmd := exec.Command(bin, "-b", e.amqpURL, "-Q", e.queue, "-c", "512", "-l", "WARNING", "--without-heartbeat",
+	cmd := exec.Command(bin, "-b", e.amqpURL, "-Q", e.queue, "-c", "512", "-l", "WARNING", "--builtin-tasks", "--without-heartbeat",
 		"--result-backend", strings.TrimSuffix(e.mongoURL, "/")+"/"+e.db.Name())
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -63,6 +62,7 @@ type workerOptions struct {
 	resultFlushInterval time.Duration
 	metrics             metricsOptions // --metrics-addr (cli/metrics.go)
 	python              pythonOptions  // --python, -I, --max-tasks-per-child, ... (cli/python_tasks.go)
+	builtinTasks        bool           // --builtin-tasks (cli/builtin_tasks.go)
 }
 
 func (o *workerOptions) bind(cmd *cobra.Command) {
@@ -100,6 +100,7 @@ func (o *workerOptions) bind(cmd *cobra.Command) {
 	f.BoolVar(&o.purge, "discard", false, "alias of --purge")
 	o.metrics.bind(f) // --metrics-addr (cli/metrics.go)
 	o.python.bind(f)  // Python task libraries (cli/python_tasks.go)
+	bindBuiltinFlag(f, &o.builtinTasks)
 }
 
 // settings is everything the worker needs, resolved from flags, env and the config file.
@@ -126,21 +127,9 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		return usageError{err}
 	}
 	reg := tasks.NewRegistry()
-	if err := tasks.RegisterBuiltins(reg); err != nil {
+	if err := registerTasks(reg, o.register, s.cfg, cmd.Flags(), o.builtinTasks,
+		len(pythonModules(s.cfg, &o.python)) > 0, log); err != nil {
 		return err
-	}
-	if o.register != nil {
-		if err := o.register(reg); err != nil {
-			return usageError{fmt.Errorf("registering tasks: %w", err)}
-		}
-	}
-	if err := registerCommands(reg, s.cfg, log); err != nil {
-		return usageError{err}
-	}
-	for _, name := range slices.Sorted(maps.Keys(s.cfg.TaskAliases)) {
-		if err := reg.Alias(name, s.cfg.TaskAliases[name]); err != nil {
-			return usageError{fmt.Errorf("ccworker_task_aliases: %w", err)}
-		}
 	}
 	pyPool, err := startPythonPool(cmd.Context(), s.cfg, &o.python, o.pool, s.concurrency, o.loglevel, reg, log)
 	if err != nil {

@@ -90,6 +90,9 @@ type Config struct {
 	// TaskAliases maps Celery task names to ccworker handler names
 	// (ccworker_task_aliases).
 	TaskAliases map[string]string
+	// BuiltinTasks is ccworker_builtin_tasks: whether the built-in ccworker.* tasks are
+	// registered; nil = not set (only when the worker has no tasks of its own).
+	BuiltinTasks *bool
 	// ResultBatchSize and ResultFlushInterval bound result batching
 	// (ccworker_result_batch_size, ccworker_result_flush_interval).
 	ResultBatchSize     int
@@ -653,6 +656,7 @@ func (r *reader) results(c *Config) {
 func (r *reader) tasks(c *Config) {
 	r.str("task_serializer", &c.TaskSerializer)
 	r.optBool("task_acks_late", &c.TaskAcksLate)
+	r.optBool("ccworker_builtin_tasks", &c.BuiltinTasks)
 	r.boolean("task_acks_on_failure_or_timeout", &c.TaskAcksOnFailureOrTimeout)
 	r.optBool("task_reject_on_worker_lost", &c.TaskRejectOnWorkerLost)
 	r.boolean("task_ignore_result", &c.TaskIgnoreResult)

@@ -61,7 +61,7 @@ def drop(db):
 def start_worker(kind, flags, db, results, log):
     if kind == 'ccworker':
         cmd = [os.path.join(ROOT, 'bin', 'ccworker'), '-b', BROKER, '-Q', QUEUE, '-l', 'WARNING',
-               '-n', 'compare@%h', '--without-heartbeat', *flags]
+               '-n', 'compare@%h', '--without-heartbeat', '--builtin-tasks', *flags]
         if results:
             cmd += ['--result-backend', MONGO + db]
         env = os.environ.copy()
@@ -182,7 +182,7 @@ def main():
             rows.append(measure(label, task, args, n, results, wname, kind, flags))
     for wname, kind, flags in WORKERS:
         if kind == 'ccworker':
-            commands.append('bin/ccworker -b $BROKER -Q ccw_compare -l WARNING --without-heartbeat '
+            commands.append('bin/ccworker -b $BROKER -Q ccw_compare -l WARNING --without-heartbeat --builtin-tasks '
                             '[--result-backend mongodb://127.0.0.1:27017/$DB] ' + ' '.join(flags))
         else:
             commands.append('celery -A ccworker_tasks worker -Q ccw_compare -l WARNING --without-gossip '

@@ -75,7 +75,7 @@ run() {
     || fail "publishing $n tasks" "$pub"
 
   local tstart; tstart=$(date +%s.%N)
-  "$CCW" --broker "$BROKER" --result-backend "$BACKEND" -Q "$QUEUE" -c "$CONC" \
+  "$CCW" --broker "$BROKER" --result-backend "$BACKEND" -Q "$QUEUE" -c "$CONC" --builtin-tasks \
     -n 'demo@%h' -l WARNING >"$log" 2>&1 &
   WPID=$!
   local waiter=(wait --ids-file "$TMP/ids-$mode")

@@ -17,24 +17,44 @@ const (
 	FailName  = "ccworker.fail"
 )
 
+// builtins are the built-in tasks with their docstrings.
+var builtins = map[string]struct {
+	h   Handler
+	doc string
+}{
+	NoopName:  {Noop, "Do nothing; return None."},
+	AddName:   {Add, "Return x + y (ints stay ints; strings and lists concatenate)."},
+	SleepName: {Sleep, "Wait seconds without holding a thread, then return seconds."},
+	EchoName:  {Echo, "Return {'args': args, 'kwargs': kwargs}."},
+	FailName:  {Fail, "Raise ValueError(message)."},
+	FlakyName: {Flaky, "Retry until the retry count is n, then return n."},
+}
+
 // RegisterBuiltins registers the built-in tasks.
 func RegisterBuiltins(r *Registry) error {
-	for name, b := range map[string]struct {
-		h   Handler
-		doc string
-	}{
-		NoopName:  {Noop, "Do nothing; return None."},
-		AddName:   {Add, "Return x + y (ints stay ints; strings and lists concatenate)."},
-		SleepName: {Sleep, "Wait seconds without holding a thread, then return seconds."},
-		EchoName:  {Echo, "Return {'args': args, 'kwargs': kwargs}."},
-		FailName:  {Fail, "Raise ValueError(message)."},
-		FlakyName: {Flaky, "Retry until the retry count is n, then return n."},
-	} {
-		if err := r.RegisterWith(name, b.h, Options{Doc: b.doc}); err != nil {
+	for name := range builtins {
+		if err := RegisterBuiltinAs(r, name, name); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// IsBuiltin reports whether name is a built-in task.
+func IsBuiltin(name string) bool {
+	_, ok := builtins[name]
+	return ok
+}
+
+// RegisterBuiltinAs registers the built-in task builtin under name alone: a worker that
+// does not advertise the built-ins can still serve a Celery name with one
+// (ccworker_task_aliases).
+func RegisterBuiltinAs(r *Registry, builtin, name string) error {
+	b, ok := builtins[builtin]
+	if !ok {
+		return fmt.Errorf("%w: %q is not a built-in task", ErrUnknown, builtin)
+	}
+	return r.RegisterWith(name, b.h, Options{Doc: b.doc})
 }
 
 // Noop returns None.
