@@ -117,7 +117,11 @@ func startPythonPool(ctx context.Context, cfg *config.Config, o *pythonOptions, 
 	}
 	var names []string
 	for _, t := range p.Tasks() {
-		if err := reg.RegisterWith(t.Name, p.Handler(t.Name), tasks.Options{Doc: t.Doc, IgnoreResult: t.IgnoreResult}); err != nil {
+		opts, err := pythonTaskOptions(t)
+		if err == nil {
+			err = reg.RegisterWith(t.Name, p.Handler(t.Name), opts)
+		}
+		if err != nil {
 			closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			_ = p.Close(closeCtx)
@@ -128,4 +132,21 @@ func startPythonPool(ctx context.Context, cfg *config.Config, o *pythonOptions, 
 	plog.Info("python tasks registered", zap.Strings("modules", mods), zap.Strings("tasks", names),
 		zap.String("python", o.interpreter))
 	return p, nil
+}
+
+// pythonTaskOptions are a Python task's own options, as Celery's pool applies them.
+func pythonTaskOptions(t pytasks.TaskInfo) (tasks.Options, error) {
+	o := tasks.Options{Doc: t.Doc, IgnoreResult: t.IgnoreResult}
+	if t.TimeLimit != nil && *t.TimeLimit > 0 {
+		o.TimeLimit = time.Duration(*t.TimeLimit * float64(time.Second))
+	}
+	if t.SoftTimeLimit != nil && *t.SoftTimeLimit > 0 {
+		o.SoftTimeLimit = time.Duration(*t.SoftTimeLimit * float64(time.Second))
+	}
+	r, err := config.ParseRate(t.RateLimit)
+	if err != nil {
+		return o, fmt.Errorf("rate_limit: %w", err)
+	}
+	o.RateLimit = r
+	return o, nil
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -202,10 +203,17 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 	// Per-task annotations (task_annotations) for every name this worker runs.
 	limits, rates := map[string]worker.Limits{}, map[string]float64{}
 	for _, name := range reg.Names() {
-		if hard, soft := s.cfg.TaskTimeLimits(name); hard > 0 || soft > 0 {
+		hard, soft := s.cfg.TaskTimeLimits(name)
+		// A task's own options (a Python task's decorator) come first, as in Celery.
+		own := reg.Options(name)
+		hard, soft = cmp.Or(own.TimeLimit, hard), cmp.Or(own.SoftTimeLimit, soft)
+		if hard > 0 || soft > 0 {
 			limits[name] = worker.Limits{Hard: hard, Soft: soft}
 		}
 		rates[name] = s.cfg.TaskRateLimit(name)
+		if own.RateLimit > 0 && !s.cfg.WorkerDisableRateLimits {
+			rates[name] = own.RateLimit
+		}
 	}
 
 	clock := &control.Clock{}

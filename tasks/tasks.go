@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ccworker/ccworker/protocol"
 )
@@ -22,6 +23,10 @@ type Call struct {
 	Hostname string
 	// Delivery is where the message came from (Celery's self.request.delivery_info).
 	Delivery Delivery
+	// Ready, when set, says whether the task may still start. A handler that had to wait
+	// before the work begins (for a Python child) calls it then and returns its error:
+	// a task revoked or expired meanwhile does not run, as under Celery's prefork pool.
+	Ready func() error
 }
 
 // Delivery is how the broker delivered a task's message.
@@ -124,6 +129,11 @@ type Options struct {
 	// Doc is the task's docstring: `inspect registered` with taskinfoitems=['__doc__']
 	// shows it (cyberCommons lists it on its run pages).
 	Doc string
+	// TimeLimit and SoftTimeLimit are the task's own limits, as @task(time_limit=...)
+	// sets them; zero = the worker's (task_annotations, task_time_limit).
+	TimeLimit, SoftTimeLimit time.Duration
+	// RateLimit is the task's own rate limit in tasks per second; zero = the worker's.
+	RateLimit float64
 }
 
 // Registry maps task names to handlers. Register everything before the worker starts;

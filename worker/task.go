@@ -119,6 +119,14 @@ func (t *task) discarded() string {
 	return ""
 }
 
+// ready is tasks.Call.Ready: a handler that waited checks again before it starts.
+func (t *task) ready() error {
+	if reason := t.discarded(); reason != "" {
+		return discardedError{reason}
+	}
+	return nil
+}
+
 func (t *task) terminate() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -151,7 +159,8 @@ func (t *task) limits() (hard, soft time.Duration) {
 func (t *task) run(ctx context.Context, h tasks.Handler) {
 	hard, soft := t.limits()
 	call := &tasks.Call{Args: t.req.Args, Kwargs: t.req.Kwargs, Request: t.req, Hostname: t.w.cfg.NodeName,
-		Delivery: tasks.Delivery{Exchange: t.d.Exchange, RoutingKey: t.d.RoutingKey, Redelivered: t.d.Redelivered}}
+		Delivery: tasks.Delivery{Exchange: t.d.Exchange, RoutingKey: t.d.RoutingKey, Redelivered: t.d.Redelivered},
+		Ready:    t.ready}
 	err := t.w.pool.Submit(ctx, pool.Job{
 		Run:       func(ctx context.Context) (any, error) { return t.execute(ctx, h, call) },
 		HardLimit: hard,

@@ -41,7 +41,7 @@ def main():
         send({'ready': False, 'error': traceback.format_exc()})
         return 1
 
-    from billiard.einfo import ExceptionInfo
+    from celery.result import ResultBase
     from billiard.exceptions import SoftTimeLimitExceeded
     from celery.app.task import Context
     from celery.exceptions import Retry
@@ -71,7 +71,11 @@ def main():
                 'exc_module': exctype.__module__}
 
     send({'ready': True, 'pid': os.getpid(), 'tasks': [
-        {'name': name, 'doc': task.__doc__ or '', 'ignore_result': bool(task.ignore_result)}
+        # The task's own options (decorator, then task_annotations, as Celery binds them):
+        # ccworker applies the limits as Celery's pool does.
+        {'name': name, 'doc': task.__doc__, 'ignore_result': bool(task.ignore_result),
+         'time_limit': task.time_limit, 'soft_time_limit': task.soft_time_limit,
+         'rate_limit': task.rate_limit}
         for name, task in sorted(tasks.items())]})
 
     for line in requests:
@@ -83,20 +87,20 @@ def main():
             out = run(req, app, tasks, Context, _task_stack, task_has_custom, running)
         except Retry as r:
             running[0] = False
-            einfo = ExceptionInfo()
             retry = {'exc': exception(r.exc) if isinstance(r.exc, BaseException) else None}
             when = r.when
             if hasattr(when, 'isoformat'):
                 retry['eta'] = when.isoformat()
             elif when is not None:
                 retry['countdown'] = float(when)
-            body = {'retry': retry, 'traceback': einfo.traceback}
+            body = {'retry': retry, 'traceback': task_traceback(r)}
         except BaseException as exc:
             running[0] = False
-            einfo = ExceptionInfo()
-            body = {'error': exception(exc), 'traceback': einfo.traceback}
+            body = {'error': exception(exc), 'traceback': task_traceback(exc)}
         else:
             try:
+                if isinstance(out, ResultBase):
+                    out = out.as_tuple()  # as Celery's backend stores a returned result
                 payload = dumps(out)
             except Exception as exc:  # noqa: BLE001 - reported to the client, as Celery does
                 body = {'error': {'exc_type': 'EncodeError', 'exc_module': 'kombu.exceptions',
@@ -110,6 +114,15 @@ def main():
         replies.write(head + json.dumps(body)[1:] + '\n')
         replies.flush()
     return 0
+
+
+def task_traceback(exc):
+    # The traceback from the task's own frames on, without the bridge's (<string>), so
+    # it reads like Celery's.
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == '<string>':
+        tb = tb.tb_next
+    return ''.join(traceback.format_exception(type(exc), exc, tb))
 
 
 def run(req, app, tasks, Context, task_stack, task_has_custom, running):

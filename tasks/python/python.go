@@ -84,6 +84,11 @@ type TaskInfo struct {
 	Name         string `json:"name"`
 	Doc          string `json:"doc"`
 	IgnoreResult bool   `json:"ignore_result"`
+	// The task's own limits, from its decorator or the app's task_annotations: seconds
+	// (nil = none) and a Celery rate ('10/m', a number per second, nil = none).
+	TimeLimit     *float64 `json:"time_limit"`
+	SoftTimeLimit *float64 `json:"soft_time_limit"`
+	RateLimit     any      `json:"rate_limit"`
 }
 
 // WorkerLostError is the error of a task whose child process died while running it: the
@@ -228,6 +233,14 @@ func (p *Pool) run(ctx context.Context, name string, call *tasks.Call) (any, err
 		return nil, context.Cause(ctx)
 	case <-p.base.Done():
 		return nil, ErrClosed
+	}
+	// As under Celery's prefork pool, revocation and expiry are checked when a child
+	// takes the task, not only when it arrived.
+	if call.Ready != nil {
+		if err := call.Ready(); err != nil {
+			p.release(c)
+			return nil, err
+		}
 	}
 	job := p.jobs.Add(1)
 	c.busy.Store(true)

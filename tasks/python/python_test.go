@@ -81,6 +81,15 @@ func TestTasksDiscovered(t *testing.T) {
 	require.Contains(t, byName, "mylib.tasks.add")
 	assert.Equal(t, "Add two numbers.", byName["mylib.tasks.add"].Doc)
 	assert.True(t, byName["mylib.tasks.quiet"].IgnoreResult)
+	// The decorator's options, which the worker applies as Celery's pool does.
+	lim := byName["mylib.tasks.limited"]
+	require.NotNil(t, lim.SoftTimeLimit)
+	require.NotNil(t, lim.TimeLimit)
+	assert.Equal(t, 1.0, *lim.SoftTimeLimit)
+	assert.Equal(t, 5.0, *lim.TimeLimit)
+	assert.Equal(t, "10/m", lim.RateLimit)
+	assert.Nil(t, byName["mylib.tasks.add"].TimeLimit)
+	assert.Nil(t, byName["mylib.tasks.add"].RateLimit)
 }
 
 func TestAddAndRequest(t *testing.T) {
@@ -112,6 +121,31 @@ func TestException(t *testing.T) {
 	assert.True(t, strings.HasPrefix(exc.Traceback, "Traceback (most recent call last):"), exc.Traceback)
 	assert.Contains(t, exc.Traceback, "raise ValueError('bad')")
 	assert.True(t, strings.HasSuffix(exc.Traceback, "ValueError: bad\n"), exc.Traceback)
+	// Like Celery's: the task's frames, none of the bridge's.
+	assert.NotContains(t, exc.Traceback, `File "<string>"`)
+	assert.Contains(t, exc.Traceback, "mylib/tasks.py")
+}
+
+// A returned AsyncResult is stored as Celery's backend stores it: as_tuple().
+func TestReturnsAsyncResult(t *testing.T) {
+	p, _ := newPool(t, nil)
+	v, err := run(t, p, "mylib.tasks.returns_result", call("id-1", "other-id"))
+	require.NoError(t, err)
+	assert.Equal(t, []any{[]any{"other-id", nil}, nil}, decode(t, v))
+}
+
+// A task revoked or expired while it waited for a child is not run: Ready is checked
+// when a child takes it, and the child stays usable.
+func TestReadyCheckedWhenAChildTakesTheTask(t *testing.T) {
+	p, _ := newPool(t, nil)
+	revoked := errors.New("revoked meanwhile")
+	c := call("id-1", 2, 3)
+	c.Ready = func() error { return revoked }
+	_, err := run(t, p, "mylib.tasks.add", c)
+	require.ErrorIs(t, err, revoked)
+	v, err := run(t, p, "mylib.tasks.add", call("id-2", 2, 3))
+	require.NoError(t, err)
+	assert.Equal(t, 5.0, decode(t, v))
 }
 
 func TestRetry(t *testing.T) {

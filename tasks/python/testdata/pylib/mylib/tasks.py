@@ -88,3 +88,16 @@ def request_headers(self):
     return {'authenticated_user': getattr(self.request, 'authenticated_user', None),
             'properties': self.request.properties, 'headers': self.request.headers,
             'delivery_info': self.request.delivery_info, 'lang': getattr(self.request, 'lang', None)}
+
+
+@shared_task(soft_time_limit=1, time_limit=5, rate_limit='10/m')
+def limited(seconds):
+    """Sleep, unless the soft time limit of its decorator interrupts it."""
+    time.sleep(seconds)
+    return 'not interrupted'
+
+
+@shared_task
+def returns_result(task_id):
+    from celery.result import AsyncResult
+    return AsyncResult(task_id)
