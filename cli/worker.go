@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -377,14 +378,21 @@ func confReport(s *settings) map[string]any {
 	for _, q := range s.queues {
 		queues = append(queues, q.Name)
 	}
-	return map[string]any{
+	// As Celery: every setting of the file (the changes from the defaults), then what
+	// the worker resolved from env and flags.
+	out := maps.Clone(s.cfg.Settings)
+	if out == nil {
+		out = map[string]any{}
+	}
+	maps.Copy(out, map[string]any{
 		"broker_url": brokers, "result_backend": backend, "accept_content": toAny(s.cfg.AcceptContent),
 		"worker_concurrency": s.concurrency, "worker_prefetch_multiplier": s.cfg.WorkerPrefetchMultiplier,
 		"task_time_limit": nullSeconds(s.cfg.TaskTimeLimit), "task_soft_time_limit": nullSeconds(s.cfg.TaskSoftTimeLimit),
 		"task_acks_late": s.cfg.TaskAcksLate == nil || *s.cfg.TaskAcksLate, "task_track_started": s.cfg.TaskTrackStarted,
 		"task_ignore_result": s.cfg.TaskIgnoreResult, "worker_send_task_events": s.cfg.WorkerSendTaskEvents,
 		"task_default_queue": s.cfg.TaskDefaultQueue, "ccworker_queues": queues,
-	}
+	})
+	return out
 }
 
 func toAny(ss []string) []any {

@@ -26,6 +26,9 @@ type Config struct {
 	// Allocate holds the file's ccworker_allocate_* names as read: the worker
 	// ignores them, `ccworker allocate` (package allocate) applies them.
 	Allocate map[string]any
+	// Settings are the file's settings as read, by their Celery (lowercase) names,
+	// secrets included: what Celery's `inspect conf` reports (redact before showing).
+	Settings map[string]any
 
 	BrokerURLs                 []string // failover alternatives, in order
 	BrokerUseSSL               any      // nil/false, true or map[string]any; see BrokerTLSConfig
@@ -532,6 +535,7 @@ func build(file string, raw map[string]any, rawLines map[string]int, env func(st
 	}
 	c := Default()
 	c.File = file
+	c.Settings = reportable(vals)
 	r := &reader{file: file, vals: vals, line: lines, used: map[string]bool{}}
 	// The order is the order of the first error reported.
 	r.broker(c)
@@ -961,4 +965,24 @@ func (c *Config) BrokerTLS(u BrokerURL) (*tls.Config, error) {
 		v = true
 	}
 	return BrokerTLSConfig(v, u.Host)
+}
+
+// reportable is vals as `inspect conf` shows them: no private names, no modules, classes
+// or functions of a config imported by Python, other Python objects as a repr-like
+// string (Celery's conf reply uses safe_repr for what JSON cannot carry).
+func reportable(vals map[string]any) map[string]any {
+	out := make(map[string]any, len(vals))
+	for k, v := range vals {
+		if strings.HasPrefix(k, "_") {
+			continue
+		}
+		if o, ok := v.(pyObject); ok {
+			if o.Helper {
+				continue
+			}
+			v = "<" + o.Type + " object>"
+		}
+		out[k] = v
+	}
+	return out
 }

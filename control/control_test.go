@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -53,6 +54,8 @@ func call(t *testing.T, m *Mailbox, body map[string]any, headers amqp.Table) (re
 	enc, err := protocol.AppendJSON(nil, out)
 	require.NoError(t, err)
 	var got map[string]any
+	// Python's json reads Infinity (conf's result_backend_max_retries); Go's does not.
+	enc = bytes.ReplaceAll(enc, []byte(": Infinity"), []byte(`: "Infinity"`))
 	require.NoError(t, json.Unmarshal(enc, &got))
 	require.Contains(t, got, node)
 	return got[node], true
@@ -136,8 +139,13 @@ func TestReplies(t *testing.T) {
 	assert.Equal(t, map[string]any{"error": "KeyError('xyz')"}, get("xyz", nil))
 
 	assert.Equal(t, []any{"ccworker.add [rate_limit=10/s]", "ccworker.noop", "ccworker.sleep"}, get("registered", nil))
-	assert.Equal(t, []any{"ccworker.add [__doc__=None]", "ccworker.noop [__doc__=None]",
+	// As Celery: an attribute that is None is left out, so a task without a docstring is
+	// its bare name; 'name' is the task's name.
+	assert.Equal(t, []any{"ccworker.add", "ccworker.noop",
 		"ccworker.sleep [__doc__=Sleep for n seconds.]"}, get("registered", map[string]any{"taskinfoitems": []any{"__doc__"}}))
+	assert.Equal(t, []any{"ccworker.add [name=ccworker.add]", "ccworker.noop [name=ccworker.noop]",
+		"ccworker.sleep [name=ccworker.sleep __doc__=Sleep for n seconds.]"},
+		get("registered", map[string]any{"taskinfoitems": []any{"name", "__doc__", "name"}}))
 	assert.Contains(t, get("registered", map[string]any{"builtins": true}), "celery.chord_unlock")
 
 	act := get("active", nil).([]any)
@@ -183,6 +191,13 @@ func TestReplies(t *testing.T) {
 	assert.Equal(t, "amqp://guest:**@127.0.0.1:5672//", conf["broker_url"])
 	assert.NotContains(t, conf, "__secret")
 	assert.Equal(t, "********", conf["mongodb_backend_settings"].(map[string]any)["password"])
+	assert.NotContains(t, conf, "worker_hijack_root_logger")
+	// with_defaults: Celery's whole settings mapping, the worker's values over it.
+	all := get("conf", map[string]any{"with_defaults": true}).(map[string]any)
+	assert.Equal(t, true, all["worker_hijack_root_logger"])
+	assert.Equal(t, "amqp://guest:**@127.0.0.1:5672//", all["broker_url"])
+	assert.Greater(t, len(all), 150)
+	assert.Equal(t, "Infinity", all["result_backend_max_retries"]) // float('inf') on the wire
 
 	assert.Equal(t, map[string]any{"ok": "tasks a, b flagged as revoked"}, get("revoke", map[string]any{"task_id": []any{"a", "b", "a"}}))
 	assert.Equal(t, map[string]any{"ok": "tasks c flagged as revoked"}, get("revoke", map[string]any{"task_id": "c"}))

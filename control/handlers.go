@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"runtime"
 	"slices"
@@ -215,8 +216,8 @@ func (m *Mailbox) hRevoked(args) (any, error) { return m.revoked.List(), nil }
 var defaultTaskInfoItems = []string{"exchange", "routing_key", "rate_limit"}
 
 // hRegistered: sorted names without celery.* (unless builtins), each followed by
-// " [attr=value ...]" for the requested attributes that are set. __doc__, when asked for, is
-// always present (None when the task has no doc) so cyberCommons' split on "[__doc__=" works.
+// " [attr=value ...]" for the requested attributes that are set (not None), as Celery
+// writes them: a task without a docstring asked for __doc__ is its bare name.
 func (m *Mailbox) hRegistered(a args) (any, error) {
 	items := a.list("taskinfoitems")
 	if len(items) == 0 {
@@ -238,8 +239,8 @@ func (m *Mailbox) hRegistered(a args) (any, error) {
 			}
 			seen[it] = true
 			v, set := t.Attrs[it]
-			if !set && it == "__doc__" {
-				v, set = "None", true
+			if it == "name" {
+				v, set = t.Name, true
 			}
 			if set {
 				fields = append(fields, it+"="+v)
@@ -299,7 +300,17 @@ func (m *Mailbox) hQueryTask(a args) (any, error) {
 	return out, nil
 }
 
-func (m *Mailbox) hConf(args) (any, error) { return sanitizeConf(m.cfg.Worker.Conf()), nil }
+// hConf: the worker's settings (the config file's, as Celery's changes) and, with
+// with_defaults, every other setting at Celery's default, so a client finds any key.
+func (m *Mailbox) hConf(a args) (any, error) {
+	conf := m.cfg.Worker.Conf()
+	if a.boolean("with_defaults") {
+		all := celeryDefaults()
+		maps.Copy(all, conf)
+		conf = all
+	}
+	return sanitizeConf(conf), nil
+}
 
 // hHello answers a peer's mingle: merge its revoked ids, reply ours with the clock.
 func (m *Mailbox) hHello(a args) (any, error) {

@@ -1,15 +1,20 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/ccworker/ccworker/config"
 	"github.com/ccworker/ccworker/control"
 	"github.com/ccworker/ccworker/prefetch"
+	"github.com/ccworker/ccworker/results"
+	"github.com/ccworker/ccworker/tasks"
 )
 
 // The worker answers Celery's remote control through control.Mailbox.
@@ -140,14 +145,48 @@ func (w *Worker) Stats() control.Stats {
 func (w *Worker) Revoke(ids []string, terminate bool, _ string) (terminated []string) {
 	w.cfg.Revoked.Add(ids...)
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	for _, id := range ids {
 		if t, ok := w.running[id]; ok && terminate {
 			t.terminate()
 			terminated = append(terminated, id)
 		}
 	}
+	held := w.heldNotRunning(ids)
+	w.mu.Unlock()
+	w.storeRevokedAtReceipt(held)
 	return terminated
+}
+
+// heldNotRunning returns the received tasks among ids that have not started. Call with
+// w.mu held.
+func (w *Worker) heldNotRunning(ids []string) []*task {
+	var held []*task
+	for t := range w.inflight {
+		if _, running := w.running[t.req.ID]; !running && slices.Contains(ids, t.req.ID) {
+			held = append(held, t)
+		}
+	}
+	return held
+}
+
+// storeRevokedAtReceipt stores REVOKED for held tasks as soon as the revoke arrives, as
+// Celery 5.6.2+ does, instead of only when the task comes due (an ETA task may wait
+// hours). The message is settled later, when the task is discarded; that stores the
+// same state again. The mailbox must not wait: a full results queue skips this.
+func (w *Worker) storeRevokedAtReceipt(held []*task) {
+	for _, t := range held {
+		if w.results == nil || !t.storesErrors() {
+			continue
+		}
+		exc := &tasks.Exception{Module: "celery.exceptions", Type: "TaskRevokedError", Args: []any{"revoked"}}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		err := w.results.Write(ctx, t.exceptionRecord(results.StatusRevoked, exc, ""), func(error) {})
+		cancel()
+		if err != nil {
+			w.log.Debug("REVOKED not stored at receipt; it will be when the task comes due",
+				zap.String("task_id", t.req.ID), zap.Error(err))
+		}
+	}
 }
 
 // AddConsumer implements control.Worker.

@@ -323,3 +323,23 @@ func TestBadInputCatalogue(t *testing.T) {
 	tag = h.send(req(tasks.AddName, int64(1), int64(2)))
 	acked(t, h.settlement(), tag)
 }
+
+// As Celery 5.6.2+: a revoke for a task the worker holds (here an ETA task not yet due)
+// stores REVOKED at once; the message is settled when the task comes due.
+func TestRevokeOfAHeldTaskStoresRevokedAtOnce(t *testing.T) {
+	h := start(t)
+	r := req(tasks.NoopName)
+	r.ETA = time.Now().Add(3 * time.Second).UTC() // held in memory
+	tag := h.send(r)
+	require.Eventually(t, func() bool { return len(h.w.ReservedTasks())+len(h.w.ScheduledTasks()) == 1 },
+		10*time.Second, 5*time.Millisecond)
+	assert.Empty(t, h.w.Revoke([]string{r.ID, "not-held"}, false, "SIGTERM"))
+	rec := h.record()
+	assert.Equal(t, results.StatusRevoked, rec.Status)
+	assert.Equal(t, r.ID, rec.TaskID)
+	assert.Equal(t, excInfo{Type: "TaskRevokedError", Message: []any{"revoked"}, Module: "celery.exceptions"}, exc(t, rec))
+	h.noSettlement(50 * time.Millisecond) // not yet: the message waits for its time
+	acked(t, h.settlement(), tag)
+	assert.Equal(t, results.StatusRevoked, h.record().Status)
+	require.NoError(t, h.shutdown())
+}

@@ -584,6 +584,15 @@ func (t *task) store(rec *results.Record, settle func()) {
 	}
 }
 
+// limitArg is the hard limit as billiard's TimeLimitExceeded carries it: the number the
+// limit was given as, so 1 for an integral limit (Celery stores [1], not [1.0]).
+func limitArg(d time.Duration) any {
+	if d%time.Second == 0 {
+		return int64(d / time.Second)
+	}
+	return d.Seconds()
+}
+
 // exceptionOf maps a handler's or the pool's error to the Python exception clients see.
 func exceptionOf(err error) *tasks.Exception {
 	var exc *tasks.Exception
@@ -594,7 +603,7 @@ func exceptionOf(err error) *tasks.Exception {
 		return exc
 	case errors.As(err, &tle):
 		return &tasks.Exception{Module: "billiard.exceptions", Type: "TimeLimitExceeded",
-			Args: []any{tle.Limit.Seconds()}}
+			Args: []any{limitArg(tle.Limit)}}
 	case errors.Is(err, pool.ErrSoftTimeLimitExceeded):
 		return &tasks.Exception{Module: "billiard.exceptions", Type: "SoftTimeLimitExceeded", Args: []any{}}
 	case errors.As(err, &pe):

@@ -264,8 +264,7 @@ func (c *child) call(ctx context.Context, line []byte, started time.Time, hard t
 			return outcome{err: fmt.Errorf("python: task interrupted, child %d killed: %w", c.pid, cause)}
 		case <-hardC:
 			c.kill()
-			return outcome{err: fmt.Errorf("python: hard time limit (%gs) exceeded, child %d killed: %w",
-				hard.Seconds(), c.pid, pool.ErrTimeLimitExceeded)}
+			return outcome{err: fmt.Errorf("python: child %d killed: %w", c.pid, &pool.TimeLimitError{Limit: hard})}
 		}
 	}
 }
