@@ -351,7 +351,7 @@ def main(argv=None):
     c.add_argument('--timeout', type=float, default=30)
     c.add_argument('--countdown', type=float)
     c.add_argument('--expires', type=float, help='seconds from now')
-    c.add_argument('--time-limit', type=float, help='hard time limit (s), sent in the message')
+    c.add_argument('--time-limit', type=lambda v: int(v) if v.isdigit() else float(v), help='hard time limit (s), sent in the message')
     c.add_argument('--headers', help='JSON object of extra message headers (apply_async(headers=...))')
     c.add_argument('--soft-time-limit', type=float, help='soft time limit (s), sent in the message')
     c.add_argument('--expect-exc', help='exit 0 only if the task raised this exception class')

@@ -1,0 +1,64 @@
+#!/usr/bin/python3
+"""A real deployment's view of ccworker running the mylib Python task library: run with
+Debian's Celery 5.2.6 or, with its site first on PYTHONPATH, Celery 5.6. Prints one JSON
+line (the Go test judges the values).
+
+usage: realdeploy_client.py APP-FLAGS --node NODE
+"""
+import time
+
+import celery
+
+from ccapp import emit, exc_info, make_app, parser
+
+
+def outcome(res, timeout=30):
+    t0 = time.time()
+    try:
+        out = {'result': res.get(timeout=timeout, propagate=True)}
+    except Exception as e:
+        out = exc_info(e)
+    out['seconds'] = time.time() - t0
+    out['state'] = res.state
+    out['traceback'] = res.traceback
+    return out
+
+
+def node_reply(replies, node):
+    return (replies or {}).get(node)
+
+
+def main():
+    p = parser(__doc__)
+    p.add_argument('--node', required=True)
+    a = p.parse_args()
+    app = make_app(a)
+    send = app.send_task
+    out = {'celery': celery.__version__}
+
+    # Both children busy: add(expires=1.5) is taken only after it expired.
+    busy = [send('mylib.tasks.slow', args=[3]) for _ in range(2)]
+    out['expired_behind_busy'] = outcome(send('mylib.tasks.add', args=[1, 1], expires=1.5))
+    for b in busy:
+        b.get(timeout=30)
+
+    # cyberCommons' send_task: the logged-in user travels as a header.
+    out['headers'] = outcome(send('mylib.tasks.request_headers',
+                                  headers={'authenticated_user': {'username': 'admin'}}))
+    out['soft_limit_from_decorator'] = outcome(send('mylib.tasks.limited', args=[10]))
+    out['returns_async_result'] = outcome(send('mylib.tasks.returns_result', args=['other-id']))
+    out['fail'] = outcome(send('mylib.tasks.fail'))
+    out['hard_limit'] = outcome(send('mylib.tasks.slow', args=[10], time_limit=1))
+
+
+    i = app.control.inspect(timeout=2, destination=[a.node])
+    out['registered'] = node_reply(i.registered(), a.node)
+    out['registered_doc'] = node_reply(i.registered('__doc__'), a.node)
+    out['registered_name'] = node_reply(i.registered('name'), a.node)
+    conf = node_reply(i.conf(with_defaults=True), a.node) or {}
+    out['conf_with_defaults_has_hijack'] = 'worker_hijack_root_logger' in conf
+    emit(out)
+
+
+if __name__ == '__main__':
+    main()
