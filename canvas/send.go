@@ -246,6 +246,8 @@ func (a *applier) apply(sig *Signature, args []any, kwargs, opts map[string]any,
 		return a.applyChain(sig, args, kwargs, opts, addToParent)
 	case "group":
 		return a.applyGroup(sig, args, kwargs, opts, addToParent)
+	case "chord":
+		return a.applyChord(sig, args, kwargs, opts, addToParent)
 	default:
 		return nil, fmt.Errorf("%s signature %s: %w", sig.SubtaskType, sig.Task, ErrUnsupported)
 	}
@@ -390,6 +392,8 @@ func (a *applier) freeze(sig *Signature, id, groupID string, chord any, rootID, 
 		}
 		sig.Kwargs["tasks"] = vals
 		return res, nil
+	case "chord":
+		return a.freezeChord(sig, id, groupID, chord, rootID, parentID, groupIndex)
 	default:
 		return nil, fmt.Errorf("%s signature %s: %w", sig.SubtaskType, sig.Task, ErrUnsupported)
 	}
@@ -443,7 +447,10 @@ func (a *applier) prepareSteps(c *Signature, args []any, kwargs map[string]any, 
 			continue
 		}
 		if t.SubtaskType == "group" && len(out.tasks) > 0 {
-			return nil, fmt.Errorf("group followed by a task in a chain (a chord): %w", ErrUnsupported)
+			// A group followed by a task is a chord whose body is that task.
+			last := len(out.tasks) - 1
+			t = chordOf(t, out.tasks[last], out.results[last].id, rootID)
+			out.tasks, out.results = out.tasks[:last], out.results[:last]
 		}
 		var res *node
 		if isLast {
@@ -463,6 +470,11 @@ func (a *applier) prepareSteps(c *Signature, args []any, kwargs map[string]any, 
 		out.tasks = append(out.tasks, t)
 		out.results = append(out.results, res)
 		prev = res
+		if t.SubtaskType == "chord" {
+			for prev.parent != nil { // the next step's result is the header's parent
+				prev = prev.parent
+			}
+		}
 	}
 	if len(out.tasks) == 0 {
 		return nil, fmt.Errorf("empty chain: %w", ErrUnsupported)

@@ -75,7 +75,7 @@ func TestCanvas(t *testing.T) {
 	defer w.Stop(t)
 
 	scenarios := []string{"chain_add", "pipe_echo", "link", "chain_fail", "link_error", "group_add",
-		"chord_echo", "retry"}
+		"chord_echo", "retry", "chain_chord", "chain_chord_group"}
 	outs := make(map[string]map[string]any, len(scenarios))
 	errs := make(map[string]error, len(scenarios))
 	var mu sync.Mutex
@@ -160,6 +160,17 @@ func TestCanvas(t *testing.T) {
 		require.Equal(t, "SUCCESS", out["state"], "%v", out)
 		assert.Equal(t, `{"args":[[0,2,4,6]],"kwargs":{}}`, j(out["result"]))
 	})
+	t.Run("chord-in-chain", func(t *testing.T) {
+		out := get(t, "chain_chord")
+		require.Equal(t, "SUCCESS", out["state"], "%v", out)
+		assert.Equal(t, `{"args":[{"args":[[3,4]],"kwargs":{}}],"kwargs":{}}`, j(out["result"]))
+	})
+	t.Run("chain-ending-in-a-group-after-a-chord", func(t *testing.T) {
+		out := get(t, "chain_chord_group")
+		require.Nil(t, out["exc_type"], "%v", out)
+		one := `{"args":[{"args":[[3,4]],"kwargs":{}}],"kwargs":{}}`
+		assert.Equal(t, "["+one+","+one+"]", j(out["result"]))
+	})
 	t.Run("retry-countdown", func(t *testing.T) {
 		out := get(t, "retry")
 		require.Equal(t, "SUCCESS", out["state"], "%v", out)
@@ -197,4 +208,38 @@ func TestCanvasDefaultQueue(t *testing.T) {
 	require.Equal(t, "SUCCESS", parent["state"], "the first step: %v", out)
 	assert.Equal(t, 1, testharness.WaitReady(t, s.amqpURL, def, 1, 5*time.Second),
 		"the second step must wait in the worker's task_default_queue %s (-1: never declared)", def)
+}
+
+// TestCanvasChordInChainCelery56 sends the chord-in-chain scenarios with Celery 5.6's
+// client (its canvas builds the same messages as 5.2's for these).
+func TestCanvasChordInChainCelery56(t *testing.T) {
+	needCelery(t)
+	site := testenv.ModernCelery(t)
+	s := newSetup(t)
+	// 5.6 makes the chord's body a chain (echo | group): no queue of its own, so its
+	// celery.chord_unlock goes to the worker's default queue, as a Celery worker sends it.
+	f, err := os.OpenFile(s.config, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString("\ntask_default_queue = '" + s.queue + "'\n")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	w := s.start(t)
+	defer w.stop(t)
+	for sc, want := range map[string]string{
+		"chain_chord":       `{"args":[{"args":[[3,4]],"kwargs":{}}],"kwargs":{}}`,
+		"chain_chord_group": `[{"args":[{"args":[[3,4]],"kwargs":{}}],"kwargs":{}},{"args":[{"args":[[3,4]],"kwargs":{}}],"kwargs":{}}]`,
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		cmd := s.pyScript(ctx, "canvas_client.py", sc)
+		cmd.Env = append(os.Environ(), "PYTHONPATH="+site)
+		var o, e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		cancel()
+		require.NoError(t, err, "%s: %s", sc, e.String())
+		out, err := decodeLine(lastLine(o.String()))
+		require.NoError(t, err)
+		require.Nil(t, out["exc_type"], "%s: %v", sc, out)
+		assert.Equal(t, want, compactValue(t, out["result"]), sc)
+	}
 }

@@ -22,7 +22,7 @@ def outcome(res, timeout=TIMEOUT):
         out = {'result': res.get(timeout=timeout)}
     except Exception as e:
         out = exc_info(e)
-    out['state'] = res.state
+    out['state'] = getattr(res, 'state', None)  # a GroupResult has none
     out['id'] = res.id
     return out
 
@@ -87,8 +87,22 @@ def scenarios(app):
         r = chain(s(add, 1, 2), add.s(3)).apply_async()
         return {'id': r.id, 'parent': outcome(r.parent)}
 
+    def chain_chord():
+        # A chord inside a chain: the worker applies the chord when the first step ends. The
+        # chord's body is a chain (echo | echo): its celery.chord_unlock goes to the chord's
+        # queue, else the worker's default one (as with Celery).
+        r = chain(s(add, 1, 1), chord([s(add, 1), s(add, 2)], s(echo)).set(queue=q), s(echo)).apply_async()
+        return outcome(r, timeout=30)
+
+    def chain_chord_group():
+        # add.si | group | task | group: the group and the task become a chord, the chain
+        # ends in a group after it.
+        r = (add.si(1, 1).set(queue=q) | group(s(add, 1), s(add, 2)) | s(echo) |
+             group(s(echo), s(echo))).apply_async()
+        return outcome(r, timeout=30)
+
     return {f.__name__: f for f in (chain_default_queue, chain_add, pipe_echo, link, chain_fail, link_error, group_add,
-                                     chord_echo, retry)}
+                                     chord_echo, retry, chain_chord, chain_chord_group)}
 
 
 def main():
