@@ -288,6 +288,11 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 			return err
 		}
 	}
+	// Task.replace(group) makes a chord whose body is celery.accumulate.
+	if err := reg.RegisterWith(canvas.AccumulateName, canvas.Accumulate,
+		tasks.Options{Doc: "Return args[index], or all args (Celery's built-in)."}); err != nil {
+		return err
+	}
 	printBanner(cmd.ErrOrStderr(), s, reg)
 	logIgnored(log, s, o)
 	warnKeyPermissions(log, keyFiles(s.cfg, s.mongo))

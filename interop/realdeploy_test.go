@@ -28,7 +28,8 @@ func TestRealDeployment(t *testing.T) {
 	require.NoError(t, err)
 	f, err := os.OpenFile(s.config, os.O_APPEND|os.O_WRONLY, 0)
 	require.NoError(t, err)
-	_, err = f.WriteString("\nimports = ('mylib.tasks',)\n")
+	// The tasks a Python task sends (Task.replace) go to the worker's queue.
+	_, err = f.WriteString("\nimports = ('mylib.tasks',)\ntask_default_queue = '" + s.queue + "'\n")
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 	t.Setenv("PYTHONPATH", lib) // inherited by ccworker and so by its Python children
@@ -96,6 +97,12 @@ func checkRealDeployment(t *testing.T, out map[string]any) {
 	assert.True(t, strings.HasPrefix(tb, "Traceback (most recent call last):"), tb)
 	assert.NotContains(t, tb, `File "<string>"`)
 	assert.Contains(t, tb, "raise ValueError('bad')")
+
+	for k, want := range map[string]string{"replace": "3", "replace_chain": "13", "replace_group": "[3,4]"} {
+		r := get(k)
+		assert.Equal(t, "SUCCESS", r["state"], "%s: %v", k, r)
+		assert.Equal(t, want, compactValue(t, r["result"]), "%s: the replacement's result under the task's id", k)
+	}
 
 	hard := get("hard_limit")
 	assert.Equal(t, "TimeLimitExceeded", hard["exc_type"], "%v", hard)

@@ -115,6 +115,12 @@ func (e *Exception) Info() protocol.ExceptionInfo {
 // killed mid-task): FAILURE WorkerLostError, or a requeue with task_reject_on_worker_lost.
 var ErrWorkerLost = errors.New("tasks: the process running the task died")
 
+// ErrIgnore is returned by a handler whose task must leave no trace, as Celery's
+// celery.exceptions.Ignore: no result is stored, no callback or chain step is sent, and
+// the message is acked. Task.replace raises it once the replacement is sent: the
+// replacement stores the result under the same task id.
+var ErrIgnore = errors.New("tasks: ignored (the task was replaced)")
+
 // ErrDuplicate is returned when a name is registered twice.
 var ErrDuplicate = errors.New("tasks: name already registered")
 

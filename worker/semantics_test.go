@@ -343,3 +343,16 @@ func TestRevokeOfAHeldTaskStoresRevokedAtOnce(t *testing.T) {
 	assert.Equal(t, results.StatusRevoked, h.record().Status)
 	require.NoError(t, h.shutdown())
 }
+
+// A handler that ends with tasks.ErrIgnore (Celery's Ignore, raised by Task.replace)
+// leaves no result and sends no callback; the message is acked.
+func TestIgnoredTaskIsAckedWithoutResult(t *testing.T) {
+	h := start(t, withTask("t.replaced", func(context.Context, *tasks.Call) (any, error) { return nil, tasks.ErrIgnore }))
+	r := req("t.replaced")
+	r.Callbacks = []any{map[string]any{"task": tasks.NoopName, "args": []any{}, "kwargs": map[string]any{},
+		"options": map[string]any{}, "subtask_type": nil, "immutable": false}}
+	tag := h.send(r)
+	acked(t, h.settlement(), tag)
+	h.noRecord(100 * time.Millisecond)
+	require.NoError(t, h.shutdown())
+}

@@ -235,6 +235,10 @@ func (t *task) finish(o pool.Outcome) {
 		t.forget()
 	case o.Err == nil:
 		t.succeeded(o)
+	case errors.Is(o.Err, tasks.ErrIgnore):
+		// Celery's Ignore (Task.replace): no result, no callbacks; the replacement has them.
+		t.w.log.Info(fmt.Sprintf("Task %s[%s] ignored", t.req.Name(), t.req.ID))
+		t.ack()
 	case errors.As(o.Err, &discarded):
 		t.revoked(discarded.reason)
 	case errors.Is(o.Err, errTerminated):

@@ -48,6 +48,9 @@ def main():
     out['soft_limit_from_decorator'] = outcome(send('mylib.tasks.limited', args=[10]))
     out['returns_async_result'] = outcome(send('mylib.tasks.returns_result', args=['other-id']))
     out['fail'] = outcome(send('mylib.tasks.fail'))
+    out['replace'] = outcome(send('mylib.tasks.replaced', args=[2]))
+    out['replace_chain'] = outcome(send('mylib.tasks.replaced_chain', args=[2]))
+    out['replace_group'] = outcome(send('mylib.tasks.replaced_group', args=[2]))
     out['hard_limit'] = outcome(send('mylib.tasks.slow', args=[10], time_limit=1))
 
 

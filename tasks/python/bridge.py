@@ -10,10 +10,12 @@
 #   request: <- {"id", "task", "args", "kwargs", "retries", "eta", "expires", "root_id",
 #                "parent_id", "group", "group_index", "hostname", "delivery_info",
 #                "reply_to", "correlation_id", "origin", "timelimit", "ignore_result",
-#                "fields" (a protocol 2 message's headers), "headers", "properties"}
+#                "fields" (a protocol 2 message's headers), "headers", "properties",
+#                "callbacks", "errbacks", "chain", "chord"}
 #   reply:   -> {"id", "rss", "ok": <result, kombu JSON>}
 #            |  {"id", "rss", "retry": {"countdown"|"eta", "exc": {...}|null}, "traceback"}
 #            |  {"id", "rss", "error": {"exc_type", "exc_message", "exc_module"}, "traceback"}
+#            |  {"id", "rss", "ignored": true}  (celery.exceptions.Ignore: self.replace())
 #
 # rss is ru_maxrss in KiB (what Celery's --max-memory-per-child compares). SIGUSR1 raises
 # billiard's SoftTimeLimitExceeded inside the running task, as Celery's prefork pool does.
@@ -44,7 +46,7 @@ def main():
     from celery.result import ResultBase
     from billiard.exceptions import SoftTimeLimitExceeded
     from celery.app.task import Context
-    from celery.exceptions import Retry
+    from celery.exceptions import Ignore, Retry
     from celery.utils.serialization import ensure_serializable
     from celery._state import _task_stack
     from celery.app.trace import task_has_custom
@@ -57,6 +59,7 @@ def main():
             running[0] = False
             raise SoftTimeLimitExceeded()
 
+    publish_replacements()
     signal.signal(signal.SIGUSR1, on_soft_limit)
     # A warm shutdown of ccworker must not interrupt a task: ccworker stops the children
     # itself once the worker has drained.
@@ -85,6 +88,13 @@ def main():
         head = '{"id": %s, ' % json.dumps(req.get('id'))
         try:
             out = run(req, app, tasks, Context, _task_stack, task_has_custom, running)
+        except Ignore:
+            # raise self.replace(sig) published the replacement: nothing to store.
+            running[0] = False
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            replies.write(head + '"rss": %d, "ignored": true}\n' % rss)
+            replies.flush()
+            continue
         except Retry as r:
             running[0] = False
             retry = {'exc': exception(r.exc) if isinstance(r.exc, BaseException) else None}
@@ -116,6 +126,23 @@ def main():
     return 0
 
 
+def publish_replacements():
+    # Tasks run with is_eager=True so that self.retry() raises instead of publishing (ccworker
+    # re-sends the task). Task.replace must publish its replacement as in a worker, then
+    # raise Ignore: it sees is_eager=False.
+    from celery.app.task import Task
+    replace = Task.replace
+
+    def worker_replace(self, sig):
+        req = self.request
+        eager, req.is_eager = req.is_eager, False
+        try:
+            return replace(self, sig)
+        finally:
+            req.is_eager = eager
+    Task.replace = worker_replace
+
+
 def task_traceback(exc):
     # The traceback from the task's own frames on, without the bridge's (<string>), so
     # it reads like Celery's.
@@ -141,6 +168,8 @@ def run(req, app, tasks, Context, task_stack, task_has_custom, running):
         correlation_id=req.get('correlation_id') or req.get('id'), origin=req.get('origin'),
         timelimit=(hard, soft), ignore_result=req.get('ignore_result', False),
         properties=req.get('properties') or {}, headers=req.get('headers'),
+        callbacks=req.get('callbacks'), errbacks=req.get('errbacks'), chain=req.get('chain'),
+        chord=req.get('chord'),
         # Eager: self.retry() raises Retry instead of publishing; ccworker re-sends it.
         is_eager=True, called_directly=False,
     )

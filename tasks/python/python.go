@@ -451,6 +451,11 @@ type request struct {
 	// fields are in the body), None for protocol 2, as in Celery.
 	Headers    map[string]any `json:"headers"`
 	Properties map[string]any `json:"properties"`
+	// The canvas the message carries, which Task.replace hands on to the replacement.
+	Callbacks []any `json:"callbacks"`
+	Errbacks  []any `json:"errbacks"`
+	Chain     []any `json:"chain"`
+	Chord     any   `json:"chord"`
 }
 
 func encodeRequest(name string, call *tasks.Call) ([]byte, error) {
@@ -467,6 +472,7 @@ func encodeRequest(name string, call *tasks.Call) ([]byte, error) {
 		r.ETA, r.Expires = isoTime(q.ETA), isoTime(q.Expires)
 		r.RootID, r.ParentID, r.Group = nonEmpty(q.RootID), nonEmpty(q.ParentID), nonEmpty(q.GroupID)
 		r.ReplyTo, r.CorrelationID, r.Origin = nonEmpty(q.ReplyTo), nonEmpty(q.CorrelationID), nonEmpty(q.Origin)
+		r.Callbacks, r.Errbacks, r.Chain, r.Chord = q.Callbacks, q.Errbacks, q.Chain, q.Chord
 		if q.Protocol == 1 {
 			r.Headers = q.MessageHeaders()
 		} else {
@@ -537,11 +543,14 @@ func decodeReply(line []byte) (v any, rss int64, err error) {
 		Error     *excInfo `json:"error"`
 		Traceback string   `json:"traceback"`
 		RSS       int64    `json:"rss"`
+		Ignored   bool     `json:"ignored"`
 	}
 	if err := json.Unmarshal(line, &r); err != nil {
 		return nil, 0, fmt.Errorf("python: bad reply %q: %w", truncate(line, 200), err)
 	}
 	switch {
+	case r.Ignored:
+		return nil, r.RSS, tasks.ErrIgnore
 	case r.Retry != nil:
 		retry := &tasks.Retry{MaxRetries: -1}
 		switch {

@@ -386,3 +386,17 @@ func TestRequestHeadersAndProperties(t *testing.T) {
 	assert.Nil(t, got["authenticated_user"])
 	assert.Equal(t, map[string]any{"authenticated_user": "bob"}, got["headers"])
 }
+
+// raise self.replace(sig) publishes the replacement (here to an in-memory broker) and
+// ends the task with Ignore, as in a Celery worker, not with the eager path's TypeError.
+func TestReplace(t *testing.T) {
+	p, _ := newPool(t, func(c *Config) { c.Env = append(c.Env, "CELERY_BROKER_URL=memory://") })
+	c := call("id-r", 2)
+	c.Request.Chain = []any{map[string]any{"task": "mylib.tasks.add", "args": []any{1}, "kwargs": map[string]any{},
+		"options": map[string]any{}, "subtask_type": nil, "immutable": false}}
+	_, err := run(t, p, "mylib.tasks.replaced", c)
+	require.ErrorIs(t, err, tasks.ErrIgnore)
+	v, err := run(t, p, "mylib.tasks.add", call("id-2", 2, 3))
+	require.NoError(t, err)
+	assert.Equal(t, 5.0, decode(t, v))
+}

@@ -101,3 +101,22 @@ def limited(seconds):
 def returns_result(task_id):
     from celery.result import AsyncResult
     return AsyncResult(task_id)
+
+
+@shared_task(bind=True)
+def replaced(self, x):
+    """Replace itself with add(x, 1), as Celery's Task.replace idiom."""
+    raise self.replace(add.s(x, 1))
+
+
+@shared_task(bind=True)
+def replaced_chain(self, x):
+    """Replace itself with a chain: (x + 1) + 10."""
+    raise self.replace(add.s(x, 1) | add.s(10))
+
+
+@shared_task(bind=True)
+def replaced_group(self, x):
+    """Replace itself with a group: [x + 1, x + 2]."""
+    from celery import group
+    raise self.replace(group(add.s(x, 1), add.s(x, 2)))
