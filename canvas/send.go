@@ -616,21 +616,9 @@ func (a *applier) send(name string, args []any, kwargs, options map[string]any, 
 	if req.SoftTimeLimit, err = optSeconds(options, "soft_time_limit"); err != nil {
 		return nil, err
 	}
-	now := a.now()
-	if cd, ok := toFloat(options["countdown"]); ok && cd != 0 {
-		req.ETA = now.Add(floatSeconds(cd)).UTC()
-	} else if req.ETA, err = optTime(options, "eta"); err != nil {
+	expiration, err := a.schedule(req, options)
+	if err != nil {
 		return nil, err
-	}
-	expiration := ""
-	if ex, ok := toFloat(options["expires"]); ok {
-		req.Expires = now.Add(floatSeconds(ex)).UTC()
-		expiration = strconv.FormatInt(int64(math.Max(ex, 0)*1000), 10)
-	} else if req.Expires, err = optTime(options, "expires"); err != nil {
-		return nil, err
-	} else if !req.Expires.IsZero() {
-		ms := req.Expires.Sub(now).Milliseconds()
-		expiration = strconv.FormatInt(max(ms, 0), 10)
 	}
 	msg, err := protocol.EncodeV2(req)
 	if err != nil {
@@ -642,6 +630,29 @@ func (a *applier) send(name string, args []any, kwargs, options map[string]any, 
 		a.trail = append(a.trail, n)
 	}
 	return n, nil
+}
+
+// schedule sets the ETA (countdown or eta) and expiry of req from the options and returns
+// the AMQP expiration (milliseconds) Celery gives a message that expires.
+func (a *applier) schedule(req *protocol.Request, options map[string]any) (string, error) {
+	var err error
+	now := a.now()
+	if cd, ok := toFloat(options["countdown"]); ok && cd != 0 {
+		req.ETA = now.Add(floatSeconds(cd)).UTC()
+	} else if req.ETA, err = optTime(options, "eta"); err != nil {
+		return "", err
+	}
+	expiration := ""
+	if ex, ok := toFloat(options["expires"]); ok {
+		req.Expires = now.Add(floatSeconds(ex)).UTC()
+		expiration = strconv.FormatInt(int64(math.Max(ex, 0)*1000), 10)
+	} else if req.Expires, err = optTime(options, "expires"); err != nil {
+		return "", err
+	} else if !req.Expires.IsZero() {
+		ms := req.Expires.Sub(now).Milliseconds()
+		expiration = strconv.FormatInt(max(ms, 0), 10)
+	}
+	return expiration, nil
 }
 
 // maxRepr is Celery's argsrepr_maxsize; longer lists are left to

@@ -44,37 +44,15 @@ const tailLines = 30
 
 // startChild starts a bridge process and waits for its ready line.
 func (p *Pool) startChild(ctx context.Context) (*child, []TaskInfo, error) {
-	var files []*os.File
+	ps, err := newPipes()
+	if err != nil {
+		return nil, nil, err
+	}
+	reqR, reqW, repR, repW, outR, outW, errR, errW := ps[0], ps[1], ps[2], ps[3], ps[4], ps[5], ps[6], ps[7]
 	closeAll := func() {
-		for _, f := range files {
+		for _, f := range ps {
 			_ = f.Close()
 		}
-	}
-	pipe := func() (r, w *os.File, err error) {
-		r, w, err = os.Pipe()
-		if err == nil {
-			files = append(files, r, w)
-		}
-		return r, w, err
-	}
-	reqR, reqW, err := pipe()
-	if err != nil {
-		return nil, nil, fmt.Errorf("python: %w", err)
-	}
-	repR, repW, err := pipe()
-	if err != nil {
-		closeAll()
-		return nil, nil, fmt.Errorf("python: %w", err)
-	}
-	outR, outW, err := pipe()
-	if err != nil {
-		closeAll()
-		return nil, nil, fmt.Errorf("python: %w", err)
-	}
-	errR, errW, err := pipe()
-	if err != nil {
-		closeAll()
-		return nil, nil, fmt.Errorf("python: %w", err)
 	}
 
 	args := append([]string{"-u", "-c", bridgeSource}, p.cfg.Imports...)
@@ -126,6 +104,23 @@ func (p *Pool) startChild(ctx context.Context) (*child, []TaskInfo, error) {
 	}
 	log.Debug("python child ready", zap.Int("tasks", len(tasks)))
 	return c, tasks, nil
+}
+
+// newPipes returns four pipes, read end then write end: requests (the child's fd 3),
+// replies (fd 4), stdout and stderr.
+func newPipes() ([8]*os.File, error) {
+	var files [8]*os.File
+	for i := 0; i < len(files); i += 2 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			for _, f := range files[:i] {
+				_ = f.Close()
+			}
+			return files, fmt.Errorf("python: %w", err)
+		}
+		files[i], files[i+1] = r, w
+	}
+	return files, nil
 }
 
 // ready waits for the bridge's first line.
