@@ -968,21 +968,36 @@ func (c *Config) BrokerTLS(u BrokerURL) (*tls.Config, error) {
 }
 
 // reportable is vals as `inspect conf` shows them: no private names, no modules, classes
-// or functions of a config imported by Python, other Python objects as a repr-like
-// string (Celery's conf reply uses safe_repr for what JSON cannot carry).
+// or functions of a config imported by Python, other Python objects (a kombu Queue in
+// task_queues) as a repr-like string: Celery's conf reply uses safe_repr for what JSON
+// cannot carry.
 func reportable(vals map[string]any) map[string]any {
 	out := make(map[string]any, len(vals))
 	for k, v := range vals {
-		if strings.HasPrefix(k, "_") {
+		if o, ok := v.(pyObject); strings.HasPrefix(k, "_") || ok && o.Helper {
 			continue
 		}
-		if o, ok := v.(pyObject); ok {
-			if o.Helper {
-				continue
-			}
-			v = "<" + o.Type + " object>"
-		}
-		out[k] = v
+		out[k] = reportableValue(v)
 	}
 	return out
+}
+
+func reportableValue(v any) any {
+	switch x := v.(type) {
+	case pyObject:
+		return "<" + x.Type + " object>"
+	case []any:
+		l := make([]any, len(x))
+		for i, e := range x {
+			l[i] = reportableValue(e)
+		}
+		return l
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = reportableValue(e)
+		}
+		return m
+	}
+	return v
 }

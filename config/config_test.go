@@ -349,3 +349,14 @@ func TestRedact(t *testing.T) {
 		assert.Equal(t, want, Redact(in), in)
 	}
 }
+
+// The settings `inspect conf` reports: Python objects a reply cannot carry become
+// strings, helpers and private names are left out.
+func TestReportableSettings(t *testing.T) {
+	got := reportable(map[string]any{
+		"task_queues": []any{pyObject{Type: "kombu.entity.Queue"}}, "os": pyObject{Type: "module", Helper: true},
+		"_tmp": int64(1), "broker_url": "amqp://", "d": map[string]any{"q": pyObject{Type: "set"}},
+	})
+	assert.Equal(t, map[string]any{"task_queues": []any{"<kombu.entity.Queue object>"}, "broker_url": "amqp://",
+		"d": map[string]any{"q": "<set object>"}}, got)
+}
