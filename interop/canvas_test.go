@@ -224,7 +224,7 @@ func TestCanvasChordInChainCelery56(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 	w := s.start(t)
-	defer w.stop(t)
+	defer w.Stop(t)
 	for sc, want := range map[string]string{
 		"chain_chord":       `{"args":[{"args":[[3,4]],"kwargs":{}}],"kwargs":{}}`,
 		"chain_chord_group": `[{"args":[{"args":[[3,4]],"kwargs":{}}],"kwargs":{}},{"args":[{"args":[[3,4]],"kwargs":{}}],"kwargs":{}}]`,

@@ -35,7 +35,7 @@ func TestRealDeployment(t *testing.T) {
 	t.Setenv("PYTHONPATH", lib) // inherited by ccworker and so by its Python children
 
 	p, node := s.startNode(t, "-P", "prefork", "-c", "2")
-	p.waitLog(t, "mylib.tasks.add", 10*time.Second)
+	p.WaitLog(t, "mylib.tasks.add", 10*time.Second)
 	script, err := filepath.Abs("testdata/realdeploy_client.py")
 	require.NoError(t, err)
 
@@ -54,14 +54,14 @@ func TestRealDeployment(t *testing.T) {
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
 			stdout, err := cmd.Output()
-			require.NoError(t, err, "stderr:\n%s\nworker:\n%s", stderr.String(), p.out.String())
+			require.NoError(t, err, "stderr:\n%s\nworker:\n%s", stderr.String(), p.Output())
 			out, err := decodeLine(lastLine(string(stdout)))
 			require.NoError(t, err)
 			t.Logf("Celery %v", out["celery"])
 			checkRealDeployment(t, out)
 		})
 	}
-	p.stop(t)
+	p.Stop(t)
 }
 
 func checkRealDeployment(t *testing.T, out map[string]any) {
