@@ -166,8 +166,15 @@ func TestCommandTasks(t *testing.T) {
 	})
 	t.Run("stdin", func(t *testing.T) {
 		out := get(t, "stdin", "SUCCESS")
+		res, ok := out.Result.(map[string]any)
+		require.True(t, ok, "%v", out.Result)
+		// Every header and property of the message, as a Celery task's self.request has them.
+		assert.Equal(t, out.ID, res["headers"].(map[string]any)["id"])
+		assert.Equal(t, "application/json", res["properties"].(map[string]any)["content_type"])
+		delete(res, "headers")
+		delete(res, "properties")
 		want := fmt.Sprintf(`{"args":[1,"a"],"id":%q,"kwargs":{"k":[2.5]},"retries":0,"task":"cmd.stdin"}`, out.ID)
-		assert.Equal(t, want, compactValue(t, out.Result))
+		assert.Equal(t, want, compactValue(t, res))
 	})
 	t.Run("missing", func(t *testing.T) {
 		out := get(t, "missing", "FAILURE")
