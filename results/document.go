@@ -51,12 +51,13 @@ func (r *Record) Ready() bool {
 	return r.Status == StatusSuccess || r.Status == StatusFailure || r.Status == StatusRevoked
 }
 
-// Document returns the BSON document in Celery's field order (spec §2.3).
+// Document returns the BSON document in Celery's field order (spec §2.3), with every
+// string and key in a form both MongoDB and FerretDB store (safe.go).
 func (r *Record) Document() bson.D {
 	doc := make(bson.D, 0, 14)
 	doc = append(doc,
-		bson.E{Key: "status", Value: r.Status},
-		bson.E{Key: "result", Value: r.Result},
+		bson.E{Key: "status", Value: safeString(r.Status)},
+		bson.E{Key: "result", Value: safeString(r.Result)},
 		bson.E{Key: "traceback", Value: nullString(r.Traceback)},
 		bson.E{Key: "children", Value: children(r.Children)},
 	)
@@ -66,17 +67,17 @@ func (r *Record) Document() bson.D {
 		doc = append(doc, bson.E{Key: "date_done", Value: nil})
 	}
 	if r.GroupID != "" {
-		doc = append(doc, bson.E{Key: "group_id", Value: r.GroupID})
+		doc = append(doc, bson.E{Key: "group_id", Value: safeString(r.GroupID)})
 	}
 	if r.ParentID != "" {
-		doc = append(doc, bson.E{Key: "parent_id", Value: r.ParentID})
+		doc = append(doc, bson.E{Key: "parent_id", Value: safeString(r.ParentID)})
 	}
 	var args, kwargs any
 	if r.Args != nil {
-		args = portableArray(r.Args)
+		args = portableArray(r.Args, 1)
 	}
 	if r.Kwargs != nil {
-		kwargs = portableValue(r.Kwargs, false)
+		kwargs = portableValue(r.Kwargs, false, 1)
 	}
 	doc = append(doc,
 		bson.E{Key: "name", Value: nullString(r.Name)},
@@ -85,7 +86,7 @@ func (r *Record) Document() bson.D {
 		bson.E{Key: "worker", Value: nullString(r.Worker)},
 		bson.E{Key: "retries", Value: int32(r.Retry)},
 		bson.E{Key: "queue", Value: nullString(r.Queue)},
-		bson.E{Key: "_id", Value: r.TaskID},
+		bson.E{Key: "_id", Value: safeString(r.TaskID)},
 	)
 	return doc
 }
@@ -95,18 +96,24 @@ func (r *Record) Document() bson.D {
 func children(c []any) bson.A {
 	out := bson.A{}
 	for _, v := range c {
-		out = append(out, rawValue(v))
+		out = append(out, rawValue(v, 1))
 	}
 	return out
 }
 
-func rawValue(v any) any {
-	if a, ok := v.([]any); ok {
-		out := make(bson.A, len(a))
-		for i, e := range a {
-			out[i] = rawValue(e)
+func rawValue(v any, depth int) any {
+	switch x := v.(type) {
+	case []any:
+		if depth > maxDepth {
+			return nil
+		}
+		out := make(bson.A, len(x))
+		for i, e := range x {
+			out[i] = rawValue(e, depth+1)
 		}
 		return out
+	case string:
+		return safeString(x)
 	}
 	return v
 }
@@ -115,13 +122,13 @@ func nullString(s string) any {
 	if s == "" {
 		return nil
 	}
-	return s
+	return safeString(s)
 }
 
-func portableArray(a []any) bson.A {
+func portableArray(a []any, depth int) bson.A {
 	out := make(bson.A, len(a))
 	for i, v := range a {
-		out[i] = portableValue(v, true)
+		out[i] = portableValue(v, true, depth+1)
 	}
 	return out
 }
@@ -132,9 +139,20 @@ func portableArray(a []any) bson.A {
 //   - integers beyond 64 bits become their decimal string (BSON has no such type);
 //   - an array directly inside an array becomes its JSON text, because FerretDB
 //     rejects nested arrays (real MongoDB accepts them; we write only what both accept);
-//   - infinite floats become "Infinity"/"-Infinity", which FerretDB also rejects.
-func portableValue(v any, inArray bool) any {
+//   - infinite floats become "Infinity"/"-Infinity", which FerretDB also rejects, and
+//     NaN becomes "NaN" (FerretDB closes the connection on it);
+//   - strings and keys are escaped where a store would refuse them (safe.go), and a
+//     value nested deeper than maxDepth becomes its JSON text.
+func portableValue(v any, inArray bool, depth int) any {
+	if depth > maxDepth {
+		if text, err := protocol.AppendJSON(nil, v); err == nil {
+			return safeString(string(text))
+		}
+		return nil
+	}
 	switch x := v.(type) {
+	case string:
+		return safeString(x)
 	case int64:
 		if x >= math.MinInt32 && x <= math.MaxInt32 {
 			return int32(x)
@@ -154,20 +172,23 @@ func portableValue(v any, inArray bool) any {
 		if math.IsInf(x, -1) {
 			return "-Infinity"
 		}
+		if math.IsNaN(x) {
+			return "NaN" // FerretDB v1 drops the connection on a NaN
+		}
 		return x
 	case []any:
 		if inArray {
 			// Python's JSON of the array: json.loads gives the value back.
 			if text, err := protocol.AppendJSON(nil, x); err == nil {
-				return string(text)
+				return safeString(string(text))
 			}
 			return nil
 		}
-		return portableArray(x)
+		return portableArray(x, depth)
 	case map[string]any:
 		d := make(bson.D, 0, len(x))
 		for _, k := range slices.Sorted(maps.Keys(x)) {
-			d = append(d, bson.E{Key: k, Value: portableValue(x[k], false)})
+			d = append(d, bson.E{Key: safeKey(k), Value: portableValue(x[k], false, depth+1)})
 		}
 		return d
 	default:

@@ -1,6 +1,7 @@
 package results
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -51,3 +52,63 @@ func classify(err error) (string, bool) {
 	}
 	return "", false
 }
+
+// StoreWide reports whether err, from a write, is a failure of the result store as a
+// whole (unreachable, no primary, refused credentials, timed out, out of resources),
+// which holds writes until it passes, rather than a refusal of the documents written.
+// Anything else the store answers to a write is taken to be about a document: the
+// writer then finds the document at fault and stores it in another form.
+func StoreWide(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, mongo.ErrClientDisconnected) || mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
+		return true
+	}
+	var sse topology.ServerSelectionError
+	if errors.As(err, &sse) {
+		return true
+	}
+	if _, ok := Permanent(err); ok {
+		return true
+	}
+	var bwe mongo.BulkWriteException
+	if errors.As(err, &bwe) && bwe.WriteConcernError != nil {
+		return true
+	}
+	var le mongo.LabeledError
+	if errors.As(err, &le) && (le.HasErrorLabel("RetryableWriteError") || le.HasErrorLabel("NetworkError") ||
+		le.HasErrorLabel("TransientTransactionError")) {
+		return true
+	}
+	var se mongo.ServerError
+	if errors.As(err, &se) {
+		for _, code := range storeWideCodes {
+			if se.HasErrorCode(code) {
+				return true
+			}
+		}
+	}
+	msg := strings.ToLower(err.Error())
+	for _, s := range storeWideText {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// storeWideCodes are MongoDB error codes about the server, not the document: host
+// unreachable/not found, unauthorized, authentication failed, operation failed because
+// of time, lock or write-concern trouble, shutdown, replica-set state changes.
+var storeWideCodes = []int{6, 7, 13, 18, 24, 46, 50, 64, 89, 91, 112, 117, 133, 189, 262, 9001,
+	10107, 11600, 11602, 13435, 13436}
+
+// storeWideText are failures FerretDB reports as InternalError with its backend's text:
+// PostgreSQL connection (SQLSTATE class 08), resource (53), operator (57) and
+// transaction-rollback (40) errors, and SQLite's busy database.
+var storeWideText = []string{"connection refused", "connection reset", "failed to connect", "dial tcp",
+	"broken pipe", "i/o timeout", "sqlstate 08", "sqlstate 53", "sqlstate 57", "sqlstate 40",
+	"too many clients", "database is locked", "server selection", "no primary", "incomplete read",
+	"connection closed"}

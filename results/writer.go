@@ -14,19 +14,26 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ccworker/ccworker/internal/backoff"
+	"github.com/ccworker/ccworker/protocol"
 )
 
 // ErrClosed is returned by Write after Stop, and passed to the callbacks of records
 // that could not be written before Stop gave up.
 var ErrClosed = errors.New("results: writer closed")
 
+// ErrUnstorable is passed to the callback of a record the store refused in every form,
+// even as a FAILURE (say an id too long for its index): writing it again cannot help.
+var ErrUnstorable = errors.New("results: the result store refuses this task's result in every form")
+
 // Store is where batches go. MongoStore is the real one.
 type Store interface {
 	// InsertMany inserts docs without ordering. Documents refused one by one (a
 	// duplicate _id, a document the server will not take) come back by index; err is
-	// for failures of the whole command, which are retried.
+	// for failures of the whole command: retried when StoreWide, else each document
+	// is written alone to find the one at fault.
 	InsertMany(ctx context.Context, docs []bson.Raw) (refused map[int]error, err error)
-	// ReplaceMany upserts docs by _id.
+	// ReplaceMany upserts docs by _id (the writer sends one document at a time when
+	// looking for the one a store refuses).
 	ReplaceMany(ctx context.Context, ids []string, docs []bson.Raw) error
 }
 
@@ -117,9 +124,13 @@ func (w *Writer) Start() { w.started.Do(func() { go w.loop() }) }
 // server refused even the fallback document). Write blocks while the writer is full,
 // until ctx is done.
 func (w *Writer) Write(ctx context.Context, rec *Record, done func(error)) error {
-	raw, err := bson.Marshal(rec.Document())
+	raw, err := rec.Encode()
 	if err != nil {
-		return fmt.Errorf("results: encode document for %s: %w", rec.TaskID, err)
+		// Cannot happen for values a message decodes to; if it does, the task still
+		// ends with a document a client can read.
+		if raw, err = fallback(rec, err).Encode(); err != nil {
+			return err
+		}
 	}
 	select {
 	case <-w.stop:
@@ -212,8 +223,9 @@ func (w *Writer) loop() {
 	}
 }
 
-// flush writes one batch, retrying with backoff until it is written or the writer is
-// aborted, then answers every callback.
+// flush writes one batch, retrying with backoff while the store as a whole fails, then
+// answers every callback. A document the store refuses for its content never holds the
+// batch: it is stored in another form or as a FAILURE (see write and writeOne).
 func (w *Writer) flush(batch []pending) {
 	start := time.Now()
 	// The last record for an id wins (a RETRY then a SUCCESS of the same task); the
@@ -222,25 +234,32 @@ func (w *Writer) flush(batch []pending) {
 	for i, p := range batch {
 		last[p.id] = i
 	}
-	unique := make([]pending, 0, len(last))
+	todo := make([]pending, 0, len(last))
 	for i, p := range batch {
 		if last[p.id] == i {
-			unique = append(unique, p)
+			todo = append(todo, p)
 		}
 	}
+	unique := len(todo)
+	out := make(map[string]error, len(todo)) // the answer for each id written or given up
+	strikes := map[string]int{}
 	failing := false
 	b := backoff.New(w.cfg.Backoff)
 	for attempt := 1; ; attempt++ {
-		refused, replaced, err := w.write(unique)
+		var err error
+		if attempt <= isolateAfter {
+			todo, err = w.write(todo, out)
+		} else {
+			todo, err = w.isolate(todo, out, strikes)
+		}
 		if err == nil {
 			if failing {
 				w.log.Info("result store is writable again", zap.Int("attempts", attempt))
 			}
-			w.answer(batch, refused)
+			w.answer(batch, out, nil)
 			w.stats.Lock()
 			w.stats.batches++
-			w.stats.docs += uint64(len(unique))
-			w.stats.replaced += uint64(replaced)
+			w.stats.docs += uint64(unique)
 			w.stats.lastFlush = time.Since(start)
 			w.stats.lastBatch = len(batch)
 			w.stats.Unlock()
@@ -252,121 +271,234 @@ func (w *Writer) flush(batch []pending) {
 		w.stats.Unlock()
 		if !failing {
 			w.log.Warn("result store write failed; retrying until it succeeds (messages stay unacked)",
-				zap.Int("records", len(unique)), zap.Error(err))
+				zap.Int("records", len(todo)), zap.Error(err))
 			failing = true
 		} else {
 			w.log.Debug("result store write failed again", zap.Int("attempt", attempt), zap.Error(err))
 		}
 		select {
 		case <-w.abort:
-			for _, p := range batch {
-				p.done(fmt.Errorf("%w: %v", ErrClosed, err))
-			}
+			w.answer(batch, out, fmt.Errorf("%w: %v", ErrClosed, err))
 			return
 		case <-time.After(delay):
 		}
 	}
 }
 
-// write stores the unique records: one unordered insert, then replaces for the ids that
-// already existed, then fallback documents for records the server refused outright.
-// It returns the records that remain refused, by id.
-func (w *Writer) write(unique []pending) (refused map[string]error, replaced int, err error) {
+// isolateAfter is how many times a batch is written whole before its documents are
+// written one at a time: a document can look like a store-wide failure (FerretDB drops
+// the connection on some values), and only writing it alone tells.
+const isolateAfter = 2
+
+// maxStrikes is how many times a document alone may fail with what looks like a
+// store-wide failure before the writer stores it in the forms a store is more likely to
+// take (writeOne). During a real outage those fail too and the document is held.
+const maxStrikes = 3
+
+// isolate writes todo one document at a time, stopping at the first store-wide failure,
+// whose document goes to the back of the queue with a strike, so that one document the
+// store chokes on cannot hold the others.
+func (w *Writer) isolate(todo []pending, out map[string]error, strikes map[string]int) ([]pending, error) {
+	for i, p := range todo {
+		if err := w.writeOne(p, nil, strikes[p.id] >= maxStrikes, out); err != nil {
+			strikes[p.id]++
+			return append(append([]pending(nil), todo[i+1:]...), p), err
+		}
+	}
+	return nil, nil
+}
+
+// write stores todo: one unordered insert, then replaces for the ids that already
+// existed, and each document the store refused, alone (writeOne). It records the answer
+// of every id it settles in out and returns what is left to write after a store-wide
+// failure, with that failure.
+func (w *Writer) write(todo []pending, out map[string]error) (rest []pending, err error) {
 	ctx := context.Background()
-	docs := make([]bson.Raw, len(unique))
-	for i, p := range unique {
-		if w.flatChildren && len(p.rec.Children) > 0 {
-			flat := *p.rec
+	docs := make([]bson.Raw, len(todo))
+	for i := range todo {
+		if w.flatChildren && len(todo[i].rec.Children) > 0 {
+			flat := *todo[i].rec
 			flat.Children = nil
-			if raw, err := bson.Marshal(flat.Document()); err == nil {
-				unique[i].doc = raw
+			if raw, err := flat.Encode(); err == nil {
+				todo[i].doc = raw
 			}
 		}
-		docs[i] = unique[i].doc
+		docs[i] = todo[i].doc
 	}
-	bad, err := w.store.InsertMany(ctx, docs)
+	refused, err := w.store.InsertMany(ctx, docs)
 	if err != nil {
-		return nil, 0, err
+		if StoreWide(err) {
+			return todo, err
+		}
+		// A failure of the whole command that is not the store's: one document's
+		// content (FerretDB on PostgreSQL fails the command at a string PostgreSQL
+		// refuses, keeping the documents before it). Find it by writing each alone.
+		return w.writeEach(todo, nil, out)
 	}
-	if len(bad) == 0 {
-		return nil, 0, nil
+	var dups, bad []pending
+	var causes []error
+	for i, p := range todo {
+		switch e, ok := refused[i]; {
+		case !ok:
+			out[p.id] = nil
+		case mongo.IsDuplicateKeyError(e):
+			dups = append(dups, p)
+		default:
+			bad, causes = append(bad, p), append(causes, e)
+		}
 	}
-	var ids []string
-	var again []bson.Raw
-	for i, e := range bad {
-		p := unique[i]
-		if mongo.IsDuplicateKeyError(e) {
-			ids, again = append(ids, p.id), append(again, p.doc)
+	for start := 0; start < len(dups); start += w.cfg.MaxReplaceBatch {
+		chunk := dups[start:min(start+w.cfg.MaxReplaceBatch, len(dups))]
+		ids, again := make([]string, len(chunk)), make([]bson.Raw, len(chunk))
+		for i, p := range chunk {
+			ids[i], again[i] = safeString(p.id), p.doc
+		}
+		err := w.store.ReplaceMany(ctx, ids, again)
+		if err == nil {
+			for _, p := range chunk {
+				out[p.id] = nil
+			}
+			w.stats.Lock()
+			w.stats.replaced += uint64(len(chunk))
+			w.stats.Unlock()
 			continue
 		}
-		if len(p.rec.Children) > 0 && isNestedArrayError(e) {
-			// FerretDB refuses Celery's children tuples (real MongoDB takes them):
-			// store the same document with children [], now and from now on.
+		if StoreWide(err) {
+			return append(bad, dups[start:]...), err
+		}
+		bad = append(bad, chunk...)
+		causes = append(causes, make([]error, len(chunk))...)
+	}
+	return w.writeEach(bad, causes, out)
+}
+
+// writeEach writes each of todo alone; causes (nil, or one per record) says why the
+// store refused it already. It stops at a store-wide failure and returns what is left.
+func (w *Writer) writeEach(todo []pending, causes []error, out map[string]error) ([]pending, error) {
+	for i, p := range todo {
+		var cause error
+		if causes != nil {
+			cause = causes[i]
+		}
+		if err := w.writeOne(p, cause, false, out); err != nil {
+			return todo[i:], err
+		}
+	}
+	return nil, nil
+}
+
+// writeOne stores p alone, upserting by id, trying forms the store is more and more
+// likely to take: the document itself (unless cause says it was refused already), the
+// document with children [] (FerretDB refuses their nested arrays), without arguments
+// and children, and last a FAILURE naming why the result could not be stored. It
+// returns only store-wide failures, except that a struck document (one that failed
+// alone maxStrikes times as if the store were down) goes on to the next forms: if the
+// store is down they fail too. A record no form of which is stored gets ErrUnstorable
+// in out.
+func (w *Writer) writeOne(p pending, cause error, struck bool, out map[string]error) error {
+	forms := []func() (*Record, bool){
+		func() (*Record, bool) { return p.rec, cause == nil },
+		func() (*Record, bool) {
+			if len(p.rec.Children) == 0 || !isNestedArrayError(cause) {
+				return nil, false
+			}
 			if !w.flatChildren {
 				w.log.Warn("the result store refuses nested arrays (FerretDB?): storing children as [] from now on")
 				w.flatChildren = true
 			}
 			flat := *p.rec
 			flat.Children = nil
-			if raw, err := bson.Marshal(flat.Document()); err == nil {
-				ids, again = append(ids, p.id), append(again, raw)
+			return &flat, true
+		},
+		func() (*Record, bool) {
+			plain := *p.rec
+			plain.Args, plain.Kwargs, plain.Children = nil, nil, nil
+			return &plain, p.rec.Args != nil || p.rec.Kwargs != nil || len(p.rec.Children) > 0
+		},
+		func() (*Record, bool) {
+			w.log.Error("result store refused a result document; storing a FAILURE in its place",
+				zap.String("task_id", p.id), zap.String("task", p.rec.Name), zap.Error(cause))
+			return fallback(p.rec, cause), true
+		},
+	}
+	for i, form := range forms {
+		rec, ok := form()
+		if !ok {
+			continue
+		}
+		raw := p.doc
+		if rec != p.rec {
+			var err error
+			if raw, err = rec.Encode(); err != nil {
+				cause = err
 				continue
 			}
 		}
-		// The server will never take this document (too large, a value it cannot
-		// store): store a FAILURE that says so, so the task still ends with one
-		// final document a client can read.
-		fb, ferr := bson.Marshal(fallback(p.rec, e).Document())
-		if ferr != nil {
-			if refused == nil {
-				refused = map[string]error{}
-			}
-			refused[p.id] = e
-			continue
+		err := w.put(p.id, raw)
+		if err == nil {
+			out[p.id] = nil
+			return nil
 		}
-		w.log.Error("result store refused a result document; storing a FAILURE in its place",
-			zap.String("task_id", p.id), zap.Error(e))
-		ids, again = append(ids, p.id), append(again, fb)
-	}
-	for start := 0; start < len(ids); start += w.cfg.MaxReplaceBatch {
-		end := min(start+w.cfg.MaxReplaceBatch, len(ids))
-		if err := w.store.ReplaceMany(ctx, ids[start:end], again[start:end]); err != nil {
-			return nil, 0, err
+		if StoreWide(err) && !(struck && i == 0) {
+			return err
 		}
+		cause = err
 	}
-	return refused, len(ids), nil
+	w.log.Error("result store refused even a FAILURE for this task; its message is settled without a result",
+		zap.String("task_id", p.id), zap.Error(cause))
+	out[p.id] = fmt.Errorf("%w: %w", ErrUnstorable, cause)
+	return nil
 }
 
-func (w *Writer) answer(batch []pending, refused map[string]error) {
+// put stores one document: inserted, or replacing the document of the same id.
+func (w *Writer) put(id string, raw bson.Raw) error {
+	ctx := context.Background()
+	refused, err := w.store.InsertMany(ctx, []bson.Raw{raw})
+	if err != nil {
+		return err
+	}
+	if e, ok := refused[0]; ok {
+		if !mongo.IsDuplicateKeyError(e) {
+			return e
+		}
+		return w.store.ReplaceMany(ctx, []string{safeString(id)}, []bson.Raw{raw})
+	}
+	return nil
+}
+
+// answer calls every callback of batch: with its id's answer in out, or with
+// otherwise for the ids not settled.
+func (w *Writer) answer(batch []pending, out map[string]error, otherwise error) {
 	for _, p := range batch {
-		p.done(refused[p.id])
+		if err, ok := out[p.id]; ok {
+			p.done(err)
+		} else {
+			p.done(otherwise)
+		}
 	}
 }
 
 // isNestedArrayError tells FerretDB's refusal of nested arrays (code 2, "nested arrays
 // are not supported").
 func isNestedArrayError(err error) bool {
-	var we mongo.WriteException
-	if errors.As(err, &we) {
-		for _, e := range we.WriteErrors {
-			if strings.Contains(e.Message, "nested arrays") {
-				return true
-			}
-		}
-	}
-	return false
+	return err != nil && strings.Contains(err.Error(), "nested arrays")
 }
 
-// fallback is the FAILURE stored when the server refuses rec's own document.
+// fallback is the FAILURE stored when the server refuses every form of rec's document.
 func fallback(rec *Record, cause error) *Record {
 	msg := fmt.Sprintf("result of task %s could not be stored: %v", rec.TaskID, cause)
+	msg = truncate(msg, maxFieldBytes)
+	payload, err := protocol.ExceptionInfo{Type: "ResultStoreError", Module: "ccworker", Args: []any{msg}}.AppendJSON(nil)
+	if err != nil {
+		payload = []byte(`{"exc_type": "ResultStoreError", "exc_message": [], "exc_module": "ccworker"}`)
+	}
 	return &Record{
 		TaskID:    rec.TaskID,
 		Status:    StatusFailure,
-		Result:    fmt.Sprintf(`{"exc_type": "ResultStoreError", "exc_message": [%q], "exc_module": "ccworker"}`, msg),
+		Result:    string(payload),
 		Traceback: msg,
 		DateDone:  time.Now(),
-		Name:      rec.Name,
+		Name:      truncate(rec.Name, maxFieldBytes),
 		Worker:    rec.Worker,
 		Retry:     rec.Retry,
 		Queue:     rec.Queue,

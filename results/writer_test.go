@@ -272,7 +272,7 @@ func TestChildrenAreFlattenedWhereNestedArraysAreRefused(t *testing.T) {
 	r2 := rec("parent2", StatusSuccess)
 	r2.Children = r.Children
 	require.NoError(t, <-writeAll(t, w, r2))
-	require.Equal(t, []int{1}, s.replaces, "only the first needed a second write")
+	require.Equal(t, []int{0, 1, 1}, s.inserts, "only the first needed a second write")
 }
 
 func TestDocumentKeepsChildrenTuples(t *testing.T) {
@@ -302,4 +302,100 @@ func TestResultsReader(t *testing.T) {
 	require.Equal(t, "123456789012345678901234567890", m["big"].(interface{ String() string }).String())
 	require.Equal(t, StatusFailure, got["bad"].Status)
 	require.Equal(t, "tb", got["bad"].Traceback)
+}
+
+// chokingStore drops the connection on documents with a marked name, as FerretDB does on
+// a NaN, and fails everything while down is set.
+type chokingStore struct {
+	*fakeStore
+	mu   sync.Mutex
+	down bool
+}
+
+func (s *chokingStore) InsertMany(ctx context.Context, docs []bson.Raw) (map[int]error, error) {
+	s.mu.Lock()
+	down := s.down
+	s.mu.Unlock()
+	if down {
+		return nil, errors.New("connection(127.0.0.1:27017) incomplete read of message header: EOF")
+	}
+	for _, d := range docs {
+		if n, _ := d.Lookup("name").StringValueOK(); n == "choke" && d.Lookup("args").Type == bson.TypeArray {
+			return nil, errors.New("connection(127.0.0.1:27017) incomplete read of message header: EOF")
+		}
+	}
+	return s.fakeStore.InsertMany(ctx, docs)
+}
+
+func TestADocumentThatLooksLikeAnOutageIsIsolated(t *testing.T) {
+	s := &chokingStore{fakeStore: newFakeStore()}
+	w := startWriter(t, s, Config{BatchSize: 10, FlushInterval: time.Hour, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	var recs []*Record
+	for i := range 10 {
+		r := rec(fmt.Sprint(i), StatusSuccess)
+		r.Args = []any{int64(i)}
+		if i == 4 {
+			r.Name = "choke"
+		}
+		recs = append(recs, r)
+	}
+	done := writeAll(t, w, recs...)
+	for range recs {
+		require.NoError(t, <-done)
+	}
+	for _, r := range recs {
+		require.Equal(t, StatusSuccess, s.status(r.TaskID))
+		want := bson.TypeArray
+		if r.Name == "choke" {
+			want = bson.TypeNull // stored without the arguments it chokes on
+		}
+		require.Equal(t, want, s.docs[r.TaskID].Lookup("args").Type, r.TaskID)
+	}
+}
+
+func TestAnOutageDoesNotDegradeDocuments(t *testing.T) {
+	s := &chokingStore{fakeStore: newFakeStore(), down: true}
+	w := startWriter(t, s, Config{BatchSize: 5, FlushInterval: time.Hour, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
+	var recs []*Record
+	for i := range 5 {
+		r := rec(fmt.Sprint(i), StatusSuccess)
+		r.Args = []any{int64(i)}
+		recs = append(recs, r)
+	}
+	done := writeAll(t, w, recs...)
+	time.Sleep(200 * time.Millisecond) // many attempts, every document struck out
+	select {
+	case err := <-done:
+		t.Fatalf("answered (%v) while the store is down", err)
+	default:
+	}
+	s.mu.Lock()
+	s.down = false
+	s.mu.Unlock()
+	for range recs {
+		require.NoError(t, <-done)
+	}
+	for _, r := range recs {
+		require.Equal(t, bson.TypeArray, s.docs[r.TaskID].Lookup("args").Type, "%s stored whole", r.TaskID)
+	}
+}
+
+func TestStoreWide(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{errors.New("connection refused"), true},
+		{context.DeadlineExceeded, true},
+		{mongo.CommandError{Code: 10107, Message: "not writable primary"}, true},
+		{mongo.CommandError{Code: 18, Message: "auth"}, true},
+		{mongo.CommandError{Code: 1, Name: "InternalError", Message: "failed to connect to `host=127.0.0.1`: dial error"}, true},
+		{mongo.CommandError{Code: 1, Name: "InternalError", Message: "ERROR: terminating connection due to administrator command (SQLSTATE 57P01)"}, true},
+		{mongo.CommandError{Code: 1, Name: "InternalError", Message: "ERROR: unsupported Unicode escape sequence (SQLSTATE 22P05)"}, false},
+		{mongo.CommandError{Code: 10334, Message: "BSONObjectTooLarge"}, false},
+		{mongo.WriteException{WriteErrors: mongo.WriteErrors{{Code: 2, Message: "invalid key"}}}, false},
+		{mongo.WriteException{WriteConcernError: &mongo.WriteConcernError{Code: 64}}, true},
+	} {
+		require.Equal(t, c.want, StoreWide(c.err), "%v", c.err)
+	}
 }

@@ -574,12 +574,17 @@ func (t *task) record(status, payload, tb string) *results.Record {
 // again when this connection closes.
 func (t *task) store(rec *results.Record, settle func()) {
 	err := t.w.results.Write(context.Background(), rec, func(err error) {
-		if err != nil {
+		switch {
+		case errors.Is(err, results.ErrUnstorable):
+			// No form of it will ever be stored: redelivering it would only stop
+			// the next worker too (the writer has logged why).
+			settle()
+		case err != nil:
 			t.w.log.Error("result not stored; message left for redelivery",
 				zap.String("task_id", rec.TaskID), zap.Error(err))
-			return
+		default:
+			settle()
 		}
-		settle()
 	})
 	if err != nil {
 		t.w.log.Error("result not stored; message left for redelivery",
