@@ -11,7 +11,9 @@ import (
 )
 
 // newLogger builds the zap logger for -l LEVEL and --log-format console|json. The console
-// form reads like Celery's: "[2026-11-26 17:29:45,890: INFO/MainProcess] message".
+// form reads like Celery's: "[2026-11-26 17:29:45,890: INFO/MainProcess] message". Every
+// record is one line with control characters escaped (escapingEncoder), coloured by
+// level only when out is a terminal.
 func newLogger(level, format string, out io.Writer) (*zap.Logger, error) {
 	var lvl zapcore.Level
 	switch strings.ToUpper(level) {
@@ -54,6 +56,7 @@ func newLogger(level, format string, out io.Writer) (*zap.Logger, error) {
 	default:
 		return nil, fmt.Errorf("--log-format %q: console or json", format)
 	}
+	enc = escapingEncoder{Encoder: enc, json: format == "json", color: format != "json" && colorTerminal(out)}
 	core := zapcore.NewCore(enc, zapcore.AddSync(out), lvl)
 	return zap.New(core), nil
 }

@@ -225,7 +225,9 @@ def load(modules):
     root.setLevel(level)
     task_logger = get_logger('celery.task')
     task_handler = logging.StreamHandler(sys.stderr)
-    task_handler.setFormatter(TaskFormatter(app.conf.worker_task_log_format))
+    # No colour: these lines go through ccworker's log, which colours by level only on a
+    # terminal (Celery's TaskFormatter colours by default, even into files).
+    task_handler.setFormatter(TaskFormatter(app.conf.worker_task_log_format, use_color=False))
     task_logger.handlers[:] = [task_handler]
     task_logger.propagate = False
     task_logger.setLevel(level)

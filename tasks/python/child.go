@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,7 +162,7 @@ func (c *child) forward(r *os.File, log *zap.Logger, stream string) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
-		line := sc.Text()
+		line := stripColor(sc.Text())
 		if stream == "stderr" {
 			c.mu.Lock()
 			c.tail = append(c.tail, line)
@@ -181,6 +182,18 @@ func (c *child) forward(r *os.File, log *zap.Logger, stream string) {
 			log.Warn(line, zap.String("stream", stream))
 		}
 	}
+}
+
+// ansiSGR matches terminal escape sequences (CSI ... final byte), which a task's own
+// coloured output (a library's logging, a print) would otherwise carry into log files.
+var ansiSGR = regexp.MustCompile(`\x1b\[[0-9;?]*[ -/]*[@-~]`)
+
+// stripColor removes terminal escape sequences from a line of a child's output.
+func stripColor(line string) string {
+	if !strings.Contains(line, "\x1b[") {
+		return line
+	}
+	return ansiSGR.ReplaceAllString(line, "")
 }
 
 func (c *child) stderrTail() string {

@@ -231,9 +231,17 @@ func TestOutputForwarded(t *testing.T) {
 		return logs.FilterMessageSnippet("printed: hello").Len() == 1 &&
 			logs.FilterMessageSnippet("mylib.tasks.chatty[id-c]: logged: hello").Len() == 1
 	}, 5*time.Second, 10*time.Millisecond, "logs: %v", logs.All())
+	for _, e := range logs.All() {
+		assert.NotContains(t, e.Message, "\x1b", "no colour codes from Python's loggers")
+	}
 	e := logs.FilterMessageSnippet("printed: hello").All()[0]
 	assert.Equal(t, zap.WarnLevel, e.Level)
 	assert.Equal(t, int64(p.pidsForTest()[0]), e.ContextMap()["pid"])
+}
+
+func TestStripColor(t *testing.T) {
+	assert.Equal(t, "[WARNING] logged", stripColor("\x1b[33m[WARNING] logged\x1b[0m"))
+	assert.Equal(t, "plain", stripColor("plain"))
 }
 
 func TestWorkerLost(t *testing.T) {
