@@ -79,6 +79,16 @@ func Decode(m Message, accept Accept) (*Request, error) {
 	if r.Task != "" {
 		task = r.Task
 	}
+	if body, ok := payload.(map[string]any); ok && err != nil {
+		// A protocol 1 body's fields are read in map order: an error may come before
+		// the id was read. The error line must name the task all the same.
+		if id == "" {
+			id, _ = asString(body["id"])
+		}
+		if task == "" {
+			task, _ = asString(body["task"])
+		}
+	}
 	if err == nil {
 		switch {
 		case r.ID == "":
@@ -91,6 +101,15 @@ func Decode(m Message, accept Accept) (*Request, error) {
 		return fail(id, task, m.ContentType, err)
 	}
 	return r, nil
+}
+
+// PeekHeaders returns the task id and name a protocol 2 message carries in its headers,
+// without reading its body: for error lines about a message refused before decoding
+// (an over-size body, say). Empty when the headers do not say.
+func PeekHeaders(headers map[string]any) (id, task string) {
+	id, _ = asString(headers["id"])
+	task, _ = asString(headers["task"])
+	return id, task
 }
 
 // fail builds Decode's error result. A plain function rather than a

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"go.uber.org/zap/zaptest/observer"
 	"strings"
 	"testing"
 	"time"
@@ -269,11 +270,16 @@ func TestAckGuardAcksLongTasksEarly(t *testing.T) {
 }
 
 func TestOversizedMessageIsRejected(t *testing.T) {
-	h := start(t, withConfig(func(c *worker.Config) { c.MaxMessageSize = 150 }))
+	var logs *observer.ObservedLogs
+	h := start(t, withConfig(func(c *worker.Config) { c.MaxMessageSize = 150 }), withLogs(&logs))
 	r := req(tasks.EchoName, strings.Repeat("x", 200))
 	tag := h.send(r)
 	s := h.settlement()
 	assert.Equal(t, settlement{tag: tag}, s, "rejected without requeue")
+	line := logs.FilterMessageSnippet("rejected without requeue").All()
+	require.Len(t, line, 1)
+	assert.Equal(t, r.ID, line[0].ContextMap()["task_id"], "the error line names the task from its headers")
+	assert.Equal(t, tasks.EchoName, line[0].ContextMap()["task"])
 	h.noRecord(20 * time.Millisecond)
 	tag = h.send(req(tasks.NoopName)) // and the worker goes on
 	acked(t, h.settlement(), tag)

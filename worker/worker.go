@@ -301,8 +301,10 @@ func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
 	}
 	w.stats.Received.Add(1)
 	if max := w.cfg.MaxMessageSize; len(d.Body) > max {
-		w.refuse(d, fmt.Errorf("%w: body of %d bytes is over the %d-byte limit (--max-message-size)",
-			protocol.ErrInvalidTask, len(d.Body), max))
+		id, name := protocol.PeekHeaders(d.Headers)
+		w.refuse(d, &protocol.DecodeError{ID: id, Task: name, ContentType: d.ContentType,
+			Err: fmt.Errorf("%w: body of %d bytes is over the %d-byte limit (--max-message-size)",
+				protocol.ErrInvalidTask, len(d.Body), max)})
 		return
 	}
 	req, err := protocol.Decode(protocol.Message{

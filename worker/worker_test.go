@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -277,6 +279,7 @@ type harness struct {
 	writer   *fakeWriter
 	settler  *fakeSettler
 	reg      *tasks.Registry
+	log      *zap.Logger // nil: no logging
 	w        *worker.Worker
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -302,6 +305,14 @@ func withConfig(f func(*worker.Config)) option {
 
 func parkFails(f func(attempt int) error) option {
 	return func(_ *worker.Config, h *harness) { h.broker.parkErr = f }
+}
+
+// withLogs records the worker's log lines.
+func withLogs(logs **observer.ObservedLogs) option {
+	return func(_ *worker.Config, h *harness) {
+		core, l := observer.New(zap.DebugLevel)
+		h.log, *logs = zap.New(core), l
+	}
 }
 
 func withTask(name string, fn tasks.Handler) option {
@@ -331,7 +342,7 @@ func start(t *testing.T, opts ...option) *harness {
 	if h.writer != nil {
 		rw = h.writer
 	}
-	w, err := worker.New(cfg, h.reg, h.broker, rw, nil)
+	w, err := worker.New(cfg, h.reg, h.broker, rw, h.log)
 	require.NoError(t, err)
 	h.w = w
 	ctx, cancel := context.WithCancel(context.Background())
