@@ -21,7 +21,7 @@ build:
 
 ## test: start the services and the test Slurm cluster, then run every test with the race detector
 ##   (the cluster is left running, like the services: `make slurm-stop` stops it)
-test: services slurm build
+test: services slurm build promtool
 	SLURM_CONF=$(SLURM_CONF_FILE) $(GO) test -race -timeout 12m -count=1 $(PKGS)
 
 ## test-slurm: only the Slurm tests (slurmtest/: deploy/slurm/*.sbatch on a private 4-node cluster), verbose
@@ -40,6 +40,12 @@ slurm-stop:
 ## test-unit: the tests that need no service (integration tests skip themselves)
 test-unit:
 	env -u CCWORKER_TEST_AMQP_URL -u CCWORKER_TEST_MONGO_URL $(GO) test -race -count=1 $(PKGS)
+
+## promtool: fetch promtool (Debian's prometheus package, unpacked, not installed) for the
+##   metrics test's `promtool check metrics`; a no-op when present, never fails
+.PHONY: promtool
+promtool:
+	bash scripts/promtool.sh
 
 services:
 	bash scripts/services.sh start

@@ -308,7 +308,7 @@ func TestRemoteCommandsAgainstCCWorker(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
 	assert.Contains(t, string(body), `ccworker_tasks_total{state="succeeded",task="ccworker.add"} 1`)
-	assert.Contains(t, string(body), `ccworker_tasks_total{state="received",task="ccworker.add"} 1`)
+	assert.Contains(t, string(body), `ccworker_tasks_received_total{task="ccworker.add"} 1`)
 	assert.Contains(t, string(body), `ccworker_task_runtime_seconds_count 1`)
 	assert.Contains(t, string(body), `ccworker_broker_reconnects_total{cause="connection"} 0`)
 	assert.Contains(t, string(body), `ccworker_pool_capacity 4`)

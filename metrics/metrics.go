@@ -4,13 +4,17 @@
 // the result writer's stats and the broker's reconnect counts only when /metrics is
 // scraped, so a task pays only a few atomic adds. Families:
 //
-//	ccworker_tasks_total{task, state="received|succeeded|failed|retried|revoked|rejected"}  counter
+//	ccworker_tasks_received_total{task}                             counter
+//	ccworker_tasks_total{task, state="succeeded|failed|retried|revoked|rejected"}  counter
+//	    (outcomes only: sum by task is the tasks finished, and received minus that
+//	    sum is what is still in the worker)
 //	ccworker_task_runtime_seconds                                   histogram
 //	ccworker_ack_latency_seconds (receipt -> ack)                   histogram
 //	ccworker_tasks_running, ccworker_tasks_prefetched,
 //	ccworker_eta_held, ccworker_pool_capacity                       gauges
 //	ccworker_result_batches_total, ccworker_result_documents_total,
-//	ccworker_result_replaced_total, ccworker_result_write_failures_total  counters
+//	ccworker_result_replaced_total, ccworker_result_write_failures_total,
+//	ccworker_result_refused_total                                   counters
 //	ccworker_result_last_batch_size, ccworker_result_last_flush_seconds,
 //	ccworker_result_queued                                          gauges
 //	ccworker_broker_reconnects_total{cause="connection|channel"}    counter
@@ -63,9 +67,9 @@ type Collector struct {
 	node    string
 	version string
 
-	tasks, runtime, ackLatency                     *prometheus.Desc
+	received, tasks, runtime, ackLatency           *prometheus.Desc
 	running, prefetched, held, capacity            *prometheus.Desc
-	batches, docs, replaced, failures              *prometheus.Desc
+	batches, docs, replaced, failures, refused     *prometheus.Desc
 	lastBatch, lastFlush, queued, reconnects, info *prometheus.Desc
 }
 
@@ -75,7 +79,8 @@ func NewCollector(w Worker, r ResultStats, b Broker, node, version string) *Coll
 	d := prometheus.NewDesc
 	return &Collector{
 		w: w, r: r, b: b, node: node, version: version,
-		tasks:      d("ccworker_tasks_total", "Tasks by name and outcome since the worker started.", []string{"task", "state"}, nil),
+		received:   d("ccworker_tasks_received_total", "Task messages received, by task name, since the worker started.", []string{"task"}, nil),
+		tasks:      d("ccworker_tasks_total", "Tasks finished, by name and outcome, since the worker started.", []string{"task", "state"}, nil),
 		runtime:    d("ccworker_task_runtime_seconds", "How long tasks ran.", nil, nil),
 		ackLatency: d("ccworker_ack_latency_seconds", "From a message's receipt to its ack (at-least-once: after the result is durable).", nil, nil),
 		running:    d("ccworker_tasks_running", "Tasks running now.", nil, nil),
@@ -86,6 +91,7 @@ func NewCollector(w Worker, r ResultStats, b Broker, node, version string) *Coll
 		docs:       d("ccworker_result_documents_total", "Result documents written to the result backend.", nil, nil),
 		replaced:   d("ccworker_result_replaced_total", "Result documents replaced (written again for the same task id).", nil, nil),
 		failures:   d("ccworker_result_write_failures_total", "Failed batch writes (each retried until it succeeds).", nil, nil),
+		refused:    d("ccworker_result_refused_total", "Result documents the store refused, stored in another form or as a FAILURE.", nil, nil),
 		lastBatch:  d("ccworker_result_last_batch_size", "Records in the last result batch written.", nil, nil),
 		lastFlush:  d("ccworker_result_last_flush_seconds", "Duration of the last result batch write.", nil, nil),
 		queued:     d("ccworker_result_queued", "Results waiting to be written.", nil, nil),
@@ -96,12 +102,12 @@ func NewCollector(w Worker, r ResultStats, b Broker, node, version string) *Coll
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.tasks, c.runtime, c.ackLatency, c.running, c.prefetched,
+	for _, d := range []*prometheus.Desc{c.received, c.tasks, c.runtime, c.ackLatency, c.running, c.prefetched,
 		c.held, c.capacity, c.info} {
 		ch <- d
 	}
 	if c.r != nil {
-		for _, d := range []*prometheus.Desc{c.batches, c.docs, c.replaced, c.failures, c.lastBatch, c.lastFlush, c.queued} {
+		for _, d := range []*prometheus.Desc{c.batches, c.docs, c.replaced, c.failures, c.refused, c.lastBatch, c.lastFlush, c.queued} {
 			ch <- d
 		}
 	}
@@ -123,7 +129,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstHistogram(d, count, sum, buckets)
 	}
 	for name, tc := range c.w.TaskCounters() {
-		counter(c.tasks, float64(tc.Received.Load()), name, "received")
+		counter(c.received, float64(tc.Received.Load()), name)
 		counter(c.tasks, float64(tc.Succeeded.Load()), name, "succeeded")
 		counter(c.tasks, float64(tc.Failed.Load()), name, "failed")
 		counter(c.tasks, float64(tc.Retried.Load()), name, "retried")
@@ -145,6 +151,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.docs, float64(rs.Docs))
 		counter(c.replaced, float64(rs.Replaced))
 		counter(c.failures, float64(rs.Failures))
+		counter(c.refused, float64(rs.Refused))
 		gauge(c.lastBatch, float64(rs.LastBatch))
 		gauge(c.lastFlush, rs.LastFlush.Seconds())
 		gauge(c.queued, float64(rs.Queued))

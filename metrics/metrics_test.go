@@ -4,6 +4,10 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +47,7 @@ func (fakeBroker) Reconnects() map[string]uint64 {
 type fakeResults struct{}
 
 func (fakeResults) Stats() results.Stats {
-	return results.Stats{Batches: 3, Docs: 7, Replaced: 1, Failures: 2, LastFlush: 250 * time.Millisecond,
+	return results.Stats{Batches: 3, Docs: 7, Replaced: 1, Failures: 2, Refused: 1, LastFlush: 250 * time.Millisecond,
 		LastBatch: 5, Queued: 4}
 }
 
@@ -75,7 +79,8 @@ func TestScrapeOverARealListener(t *testing.T) {
 	body := scrape()
 	for _, want := range []string{
 		`# TYPE ccworker_tasks_total counter`,
-		`ccworker_tasks_total{state="received",task="ccworker.add"} 7`,
+		`# TYPE ccworker_tasks_received_total counter`,
+		`ccworker_tasks_received_total{task="ccworker.add"} 7`,
 		`ccworker_tasks_total{state="succeeded",task="ccworker.add"} 4`,
 		`ccworker_tasks_total{state="failed",task="ccworker.add"} 1`,
 		`ccworker_tasks_total{state="retried",task="ccworker.add"} 1`,
@@ -95,6 +100,7 @@ func TestScrapeOverARealListener(t *testing.T) {
 		`ccworker_result_documents_total 7`,
 		`ccworker_result_replaced_total 1`,
 		`ccworker_result_write_failures_total 2`,
+		`ccworker_result_refused_total 1`,
 		`ccworker_result_last_batch_size 5`,
 		`ccworker_result_last_flush_seconds 0.25`,
 		`ccworker_result_queued 4`,
@@ -105,6 +111,7 @@ func TestScrapeOverARealListener(t *testing.T) {
 	} {
 		assert.Contains(t, body, want)
 	}
+	assert.NotContains(t, body, `state="received"`, "ccworker_tasks_total holds outcomes only: summing it counts each task once")
 	// Pull model: a later scrape sees the counters as they are now.
 	w.add.Succeeded.Add(10)
 	assert.Contains(t, scrape(), `ccworker_tasks_total{state="succeeded",task="ccworker.add"} 14`)
@@ -129,4 +136,44 @@ func TestStartReportsABadAddress(t *testing.T) {
 	require.NoError(t, err)
 	_, err = Start("256.0.0.1:bad", reg)
 	assert.Error(t, err)
+}
+
+// TestPromtoolChecksAScrape runs `promtool check metrics` (Debian's prometheus package;
+// `make promtool` fetches it) on a scrape with every family, when promtool is found.
+func TestPromtoolChecksAScrape(t *testing.T) {
+	promtool := findPromtool()
+	if promtool == "" {
+		t.Skip("promtool not found on PATH, in $CCWORKER_PROMTOOL or ~/.cache/ccworker/promtool (make promtool)")
+	}
+	w := &fakeWorker{}
+	w.add.Received.Store(1)
+	w.s.Runtime.Observe(time.Millisecond)
+	reg, err := NewRegistry(NewCollector(w, fakeResults{}, fakeBroker{}, "celery@test", "1.2.3"))
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	Handler(reg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = rec.Body
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "promtool check metrics:\n%s", out)
+	require.Empty(t, strings.TrimSpace(string(out)), "promtool check metrics found problems")
+}
+
+func findPromtool() string {
+	if p, err := exec.LookPath("promtool"); err == nil {
+		return p
+	}
+	candidates := []string{os.Getenv("CCWORKER_PROMTOOL")}
+	if dir, err := os.UserCacheDir(); err == nil {
+		candidates = append(candidates, filepath.Join(dir, "ccworker", "promtool", "promtool"))
+	}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if fi, err := os.Stat(c); err == nil && !fi.IsDir() {
+			return c
+		}
+	}
+	return ""
 }

@@ -100,9 +100,9 @@ type Writer struct {
 
 	stats struct {
 		sync.Mutex
-		batches, docs, replaced, failures uint64
-		lastFlush                         time.Duration
-		lastBatch                         int
+		batches, docs, replaced, failures, refused uint64
+		lastFlush                                  time.Duration
+		lastBatch                                  int
 	}
 }
 
@@ -166,6 +166,7 @@ func (w *Writer) Stop(ctx context.Context) error {
 type Stats struct {
 	Batches, Docs, Replaced uint64
 	Failures                uint64 // failed batch writes (each retried)
+	Refused                 uint64 // documents refused, stored in another form or as a FAILURE
 	LastFlush               time.Duration
 	LastBatch               int // records in the last batch written
 	Queued                  int
@@ -176,7 +177,7 @@ func (w *Writer) Stats() Stats {
 	w.stats.Lock()
 	defer w.stats.Unlock()
 	return Stats{Batches: w.stats.batches, Docs: w.stats.docs, Replaced: w.stats.replaced,
-		Failures: w.stats.failures, LastFlush: w.stats.lastFlush, LastBatch: w.stats.lastBatch, Queued: len(w.in)}
+		Failures: w.stats.failures, Refused: w.stats.refused, LastFlush: w.stats.lastFlush, LastBatch: w.stats.lastBatch, Queued: len(w.in)}
 }
 
 func (w *Writer) loop() {
@@ -436,6 +437,11 @@ func (w *Writer) writeOne(p pending, cause error, struck bool, out map[string]er
 		}
 		err := w.put(p.id, raw)
 		if err == nil {
+			if i > 0 {
+				w.stats.Lock()
+				w.stats.refused++
+				w.stats.Unlock()
+			}
 			out[p.id] = nil
 			return nil
 		}
@@ -447,6 +453,9 @@ func (w *Writer) writeOne(p pending, cause error, struck bool, out map[string]er
 	w.log.Error("result store refused even a FAILURE for this task; its message is settled without a result",
 		zap.String("task_id", p.id), zap.Error(cause))
 	out[p.id] = fmt.Errorf("%w: %w", ErrUnstorable, cause)
+	w.stats.Lock()
+	w.stats.refused++
+	w.stats.Unlock()
 	return nil
 }
 
