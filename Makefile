@@ -71,11 +71,13 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
-## fuzz: fuzz the message decoder, the config reader and the remote-control handler, each for
-## FUZZTIME (CI runs it with 10s)
+## fuzz: fuzz the message decoder, the path from any decodable message to a stored result
+## document, the config reader and the remote-control handler, each for FUZZTIME (CI runs
+## it with 10s)
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./protocol/
+	$(GO) test -run '^$$' -fuzz FuzzDocument -fuzztime $(FUZZTIME) ./results/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./config/pyliteral/
 	$(GO) test -run '^$$' -fuzz FuzzHandleMessage -fuzztime $(FUZZTIME) ./control/
 
