@@ -94,6 +94,17 @@ func runMain(m *testing.M) (code int) {
 		fmt.Fprintln(os.Stderr, "certificates:", err)
 		return 1
 	}
+	// Whatever a killed or timed-out run left behind (pid files of its RabbitMQ node,
+	// FerretDB and ccworker processes) is stopped first; then a watchdog outside this
+	// process cleans up after this run however it ends, kill -9 included.
+	if out, err := script("cleanup.sh"); err != nil {
+		fmt.Fprintf(os.Stderr, "cleanup of an earlier run: %v\n%s", err, out)
+		return 1
+	}
+	if err := startWatchdog(); err != nil {
+		fmt.Fprintln(os.Stderr, "watchdog:", err)
+		return 1
+	}
 	cleanups := []func(){}
 	defer func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
@@ -140,6 +151,38 @@ func startMongo() error {
 		return fmt.Errorf("FerretDB (pg): %v\n%s", err, out)
 	}
 	return nil
+}
+
+// chaosState is scripts/chaos/env.sh's $CHAOS_STATE.
+func chaosState() string {
+	if d := os.Getenv("CHAOS_STATE"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "ccworker", "chaos")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "ccworker", "chaos")
+}
+
+// startWatchdog starts scripts/chaos/watchdog.sh in a session of its own: when this test
+// binary is gone, however it ended, it runs cleanup.sh.
+func startWatchdog() error {
+	if err := os.MkdirAll(filepath.Join(chaosState(), "workers"), 0o755); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(filepath.Join(chaosState(), "watchdog.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command("bash", filepath.Join(repoRoot, "scripts", "chaos", "watchdog.sh"), strconv.Itoa(os.Getpid()))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
 }
 
 // script runs scripts/chaos/NAME with args (CHAOS_TLS_DIR tells rmq.sh to open 5681).
@@ -254,6 +297,8 @@ func startWorker(t *testing.T, name string, led *ledger, args ...string) *proc {
 	p.cmd = exec.Command(binary, args...)
 	p.cmd.Dir = workDir
 	p.cmd.Stdout = f
+	// Killed with this test binary (and by cleanup.sh, from its pid file, if not).
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -261,6 +306,8 @@ func startWorker(t *testing.T, name string, led *ledger, args ...string) *proc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	pidFile := filepath.Join(chaosState(), "workers", strconv.Itoa(p.cmd.Process.Pid))
+	_ = os.WriteFile(pidFile, []byte(name+"\n"), 0o644)
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
@@ -301,6 +348,7 @@ func startWorker(t *testing.T, name string, led *ledger, args ...string) *proc {
 	go func() {
 		<-readDone
 		p.err = p.cmd.Wait()
+		_ = os.Remove(pidFile)
 		_ = f.Close()
 		close(p.done)
 	}()
@@ -430,6 +478,24 @@ func printFaultSummary() {
 			r.PeakRSSFaultMiB, r.WarnLines, r.FaultSeconds, r.RecoverySeconds, r.WorkerExitedSelf)
 	}
 	fmt.Println()
+}
+
+// waitProgress polls done every interval until it holds, and gives up only when
+// progress (a count that grows while work gets done) has not grown for stall: a loaded
+// machine is slower but still progresses, a stuck worker does not.
+func waitProgress(stall, interval time.Duration, progress func() int, done func() bool) bool {
+	last, lastAt := progress(), time.Now()
+	for {
+		if done() {
+			return true
+		}
+		if n := progress(); n != last {
+			last, lastAt = n, time.Now()
+		} else if time.Since(lastAt) > stall {
+			return false
+		}
+		time.Sleep(interval)
+	}
 }
 
 // waitFor polls cond every interval until it holds or timeout passes.

@@ -83,7 +83,7 @@ func TestConsumerTimeout(t *testing.T) {
 		"--result-backend", mongoURL+queue, "-Q", queue, "-c", "4", "-n", "timeout@chaos", "-l", "INFO",
 		"--log-format", "json", "--ack-guard", "30s")
 	start := time.Now()
-	done := waitFor(200*time.Second, time.Second, func() bool {
+	done := waitFor(600*time.Second, time.Second, func() bool {
 		ctx, cancel := ctxTimeout(5 * time.Second)
 		defer cancel()
 		n, err := coll.CountDocuments(ctx, bson.D{{Key: "status", Value: "SUCCESS"}})
@@ -92,7 +92,7 @@ func TestConsumerTimeout(t *testing.T) {
 	t.Logf("both tasks done after %.0f s: %v", time.Since(start).Seconds(), done)
 	out := w.out()
 	if !done {
-		t.Errorf("the 2-minute task and the 2-minute ETA task did not both succeed within 200 s\n%s", tail(out, 30))
+		t.Errorf("the 2-minute task and the 2-minute ETA task did not both succeed within 600 s\n%s", tail(out, 30))
 	}
 	for _, bad := range []string{"channel closed", "connection lost", "PRECONDITION_FAILED"} {
 		if strings.Contains(out, bad) {
@@ -106,7 +106,7 @@ func TestConsumerTimeout(t *testing.T) {
 		t.Errorf("the long task was delivered more than once:\n%s", tail(out, 30))
 	}
 	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	if code, ok := w.wait(30 * time.Second); !ok || code != 0 {
+	if code, ok := w.wait(90 * time.Second); !ok || code != 0 {
 		t.Errorf("SIGTERM: exit %d (exited %v)", code, ok)
 	}
 }

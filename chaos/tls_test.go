@@ -96,7 +96,7 @@ func TestTLSEndToEnd(t *testing.T) {
 	cfg := tlsConf{brokerPort: amqpTLSPort, sslDict: goodSSL(),
 		mongoCA: pemPath("ca.pem"), mongoCertKey: pemPath("client-combined.pem")}.write(t)
 	w := startWorker(t, "tls-e2e", nil, "--config", cfg, "-Q", queue, "-c", "4", "-n", "tls@chaos", "-l", "INFO")
-	if !waitFor(30*time.Second, 50*time.Millisecond, func() bool { return strings.Contains(w.out(), "tls@chaos ready.") || w.exited() }) || w.exited() {
+	if !waitFor(90*time.Second, 50*time.Millisecond, func() bool { return strings.Contains(w.out(), "tls@chaos ready.") || w.exited() }) || w.exited() {
 		t.Fatalf("ccworker did not get ready over TLS:\n%s", tail(w.out(), 30))
 	}
 
@@ -145,7 +145,7 @@ func TestTLSEndToEnd(t *testing.T) {
 		Result string `bson:"result"`
 	}
 	var lastErr error
-	if !waitFor(20*time.Second, 100*time.Millisecond, func() bool {
+	if !waitFor(60*time.Second, 100*time.Millisecond, func() bool {
 		ctx, cancel := ctxTimeout(3 * time.Second)
 		defer cancel()
 		lastErr = coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&got)
@@ -158,7 +158,7 @@ func TestTLSEndToEnd(t *testing.T) {
 	}
 	t.Logf("ccworker.add(2, 3) over TLS broker + TLS result store: %s %s", got.Status, got.Result)
 	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	if code, ok := w.wait(30 * time.Second); !ok || code != 0 {
+	if code, ok := w.wait(90 * time.Second); !ok || code != 0 {
 		t.Errorf("SIGTERM: exit %d (exited %v)\n%s", code, ok, tail(w.out(), 15))
 	}
 }
@@ -246,12 +246,12 @@ func TestTLSFailures(t *testing.T) {
 			start := time.Now()
 			w := startWorker(t, "tls-"+c.name, nil, "--config", cfg, "-Q", "chaos_tls_fail", "-c", "2",
 				"-n", "tlsfail@chaos", "-l", "INFO", "--without-heartbeat")
-			code, exited := w.wait(25 * time.Second)
+			code, exited := w.wait(75 * time.Second)
 			took := time.Since(start)
 			out := w.out()
 			if !exited {
 				_ = w.cmd.Process.Kill()
-				_, _ = w.wait(5 * time.Second)
+				_, _ = w.wait(15 * time.Second)
 				out = w.out()
 			}
 			var warnLines, causeLines int

@@ -26,7 +26,11 @@ case "$cmd" in
     shift 2
     [ -x "$FERRETDB" ] || bash "$HERE/../build-ferretdb.sh" >&2
     mkdir -p "$dir/state"
-    if [ -s "$pidf" ] && comm_is "$(cat "$pidf")" ferretdb; then die "$name already running (pid $(cat "$pidf"))"; fi
+    if [ -s "$pidf" ] && comm_is "$(cat "$pidf")" ferretdb; then
+      # Left by a run that was killed: stop it (it is ours, by its pid file).
+      say "$name left running by an earlier run (pid $(cat "$pidf")): stopping it"
+      bash "$0" stop "$name"
+    fi
     port=
     for a in "$@"; do
       case "$a" in --listen-addr=*:*|--listen-tls=*:*) [ -z "$port" ] && port=${a##*:} ;; esac
