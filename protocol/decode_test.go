@@ -396,7 +396,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"raw data", Message{ContentType: "application/data", Headers: h(nil)}, ErrUnknownMessage, "the-id"},
 		{"empty type", Message{Headers: h(nil)}, ErrUnknownMessage, "the-id"},
 		{"v1 not a map", jsonMsg(nil, `[1, 2]`), ErrUnknownMessage, ""},
-		{"v1 no task", jsonMsg(map[string]any{}, `{"id": "x"}`), ErrUnknownMessage, ""},
+		{"v1 no task", jsonMsg(map[string]any{}, `{"id": "x"}`), ErrUnknownMessage, "x"},
 		{"v2 body scalar", jsonMsg(h(nil), `"x"`), ErrUnknownMessage, "the-id"},
 		{"bad json", jsonMsg(h(nil), `[[], {}, {`), ErrDecode, "the-id"},
 		{"trailing", jsonMsg(h(nil), `[[], {}, null] x`), ErrDecode, "the-id"},
@@ -430,7 +430,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"v1 args", jsonMsg(nil, `{"task": "t", "id": "v1", "args": 1}`), ErrInvalidTask, "v1"},
 		{"v1 args null", jsonMsg(nil, `{"task": "t", "id": "v1", "args": null}`), ErrInvalidTask, "v1"},
 		{"v1 kwargs", jsonMsg(nil, `{"task": "t", "id": "v1", "kwargs": []}`), ErrInvalidTask, "v1"},
-		{"v1 utc", jsonMsg(nil, `{"task": "t", "id": "v1", "utc": 1}`), ErrInvalidTask, ""},
+		{"v1 utc", jsonMsg(nil, `{"task": "t", "id": "v1", "utc": 1}`), ErrInvalidTask, "v1"},
 		{"v1 taskset", jsonMsg(nil, `{"task": "t", "id": "v1", "taskset": 1}`), ErrInvalidTask, "v1"},
 		{"v1 no id", jsonMsg(nil, `{"task": "t"}`), ErrInvalidTask, ""},
 	}
