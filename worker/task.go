@@ -435,8 +435,14 @@ func (t *task) retry(o pool.Outcome, r *tasks.Retry) {
 			defer cancel()
 			if err := t.publishRetry(ctx, exchange, key, msg, when); err != nil {
 				// The retry is not queued: run the task again from the original.
-				t.w.log.Error("cannot publish the retry; the task goes back to its queue",
-					zap.String("task_id", t.req.ID), zap.Error(err))
+				// A broker fault fails every retry in flight: one line per fault.
+				fields := []zap.Field{zap.String("task_id", t.req.ID), zap.Error(err)}
+				if ok, held := t.w.retryPublishLog.allow(time.Now()); ok {
+					t.w.log.Error("cannot publish the retry; the task goes back to its queue",
+						append(fields, zap.Int("more_since_last_line", held))...)
+				} else {
+					t.w.log.Debug("cannot publish the retry; the task goes back to its queue", fields...)
+				}
 				t.reject(true)
 				return
 			}

@@ -147,6 +147,9 @@ type Worker struct {
 	results ResultWriter // nil: no result backend
 	pool    *pool.Pool
 
+	// retryPublishLog keeps "cannot publish the retry" to a line per broker fault.
+	retryPublishLog quietLog
+
 	etaWait sync.WaitGroup // goroutines holding tasks until their ETA
 	bg      sync.WaitGroup // publishes of retries and parked tasks in flight
 	held    atomic.Int64   // tasks held in memory for their ETA
@@ -210,7 +213,8 @@ func New(cfg Config, reg *tasks.Registry, broker Broker, rw ResultWriter, log *z
 	return &Worker{cfg: cfg, reg: reg, log: log, broker: broker, results: rw, pool: p,
 		running: map[string]*task{}, inflight: map[*task]bool{}, totals: map[string]int64{},
 		byTask: map[string]*TaskCounters{}, limits: limits,
-		rates: newRateLimiter(cfg.DefaultRateLimit, cfg.RateLimits)}, nil
+		rates:           newRateLimiter(cfg.DefaultRateLimit, cfg.RateLimits),
+		retryPublishLog: quietLog{window: 30 * time.Second}}, nil
 }
 
 // Counters returns the worker's counters.
