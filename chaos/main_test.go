@@ -100,6 +100,8 @@ func runMain(m *testing.M) (code int) {
 	if out, err := script("cleanup.sh"); err != nil {
 		fmt.Fprintf(os.Stderr, "cleanup of an earlier run: %v\n%s", err, out)
 		return 1
+	} else if strings.TrimSpace(out) != "" {
+		fmt.Printf("chaos: stopped what an earlier run left behind:\n%s", out)
 	}
 	if err := startWatchdog(); err != nil {
 		fmt.Fprintln(os.Stderr, "watchdog:", err)
