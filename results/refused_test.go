@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ccworker/ccworker/internal/backoff"
 	"github.com/ccworker/ccworker/internal/testenv"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -166,7 +167,7 @@ func (s rawPoisonStore) ReplaceMany(ctx context.Context, ids []string, docs []bs
 func TestStoreRefusalsAreIsolated(t *testing.T) {
 	coll := testenv.Database(t).Collection("celery_taskmeta")
 	w := startWriter(t, rawPoisonStore{MongoStore{Coll: coll}}, Config{BatchSize: 50, FlushInterval: 50 * time.Millisecond,
-		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Logger: zaptest.NewLogger(t)})
+		Backoff: backoff.Policy{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}, Logger: zaptest.NewLogger(t)})
 	var recs []*Record
 	for i := range 40 {
 		r := rec(fmt.Sprintf("ok-%d", i), StatusSuccess)

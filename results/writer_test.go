@@ -329,7 +329,7 @@ func (s *chokingStore) InsertMany(ctx context.Context, docs []bson.Raw) (map[int
 
 func TestADocumentThatLooksLikeAnOutageIsIsolated(t *testing.T) {
 	s := &chokingStore{fakeStore: newFakeStore()}
-	w := startWriter(t, s, Config{BatchSize: 10, FlushInterval: time.Hour, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	w := startWriter(t, s, Config{BatchSize: 10, FlushInterval: time.Hour, Backoff: backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond}})
 	var recs []*Record
 	for i := range 10 {
 		r := rec(fmt.Sprint(i), StatusSuccess)
@@ -355,7 +355,7 @@ func TestADocumentThatLooksLikeAnOutageIsIsolated(t *testing.T) {
 
 func TestAnOutageDoesNotDegradeDocuments(t *testing.T) {
 	s := &chokingStore{fakeStore: newFakeStore(), down: true}
-	w := startWriter(t, s, Config{BatchSize: 5, FlushInterval: time.Hour, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
+	w := startWriter(t, s, Config{BatchSize: 5, FlushInterval: time.Hour, Backoff: backoff.Policy{Min: time.Millisecond, Max: 2 * time.Millisecond}})
 	var recs []*Record
 	for i := range 5 {
 		r := rec(fmt.Sprint(i), StatusSuccess)
