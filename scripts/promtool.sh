@@ -10,7 +10,9 @@ if command -v promtool >/dev/null 2>&1 || [ -x "$dest/promtool" ]; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-if (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1) && dpkg -x "$tmp"/prometheus_*.deb "$tmp/x"; then
+# A fresh machine may have no package lists yet: update them once and try again.
+fetch() { (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); }
+if { fetch || { apt-get update -qq >/dev/null 2>&1 && fetch; }; } && dpkg -x "$tmp"/prometheus_*.deb "$tmp/x"; then
 	mkdir -p "$dest" && cp "$tmp/x/usr/bin/promtool" "$dest/promtool" && echo "promtool: $dest/promtool"
 else
 	echo "promtool: could not fetch Debian's prometheus package; the metrics test skips its promtool check" >&2
