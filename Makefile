@@ -61,9 +61,10 @@ bench: services
 	$(GO) test -run '^$$' -bench '^Benchmark(E2E|Ceiling)' -benchtime 1x -count 3 -timeout 30m ./bench/ | tee bench/out/e2e.txt
 
 ## bench-compare: Debian's Celery worker (prefork -c 2, gevent -c 512) and ccworker over the same
-## pre-published loads; writes the table and chart into bench/README.md
+## pre-published loads, medians of 3, each figure from >= 15 s of work, CPU per task of worker, broker and
+## store; writes the table and chart into bench/README.md. Smoke run (< 1 min): BENCH_COMPARE_FLAGS=--quick
 bench-compare: services build
-	/usr/bin/python3 scripts/bench_compare.py
+	/usr/bin/python3 scripts/bench_compare.py $(BENCH_COMPARE_FLAGS)
 
 ## lint: gofmt, go vet, staticcheck
 lint:

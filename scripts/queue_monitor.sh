@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Watch one queue from inside the RabbitMQ node and print when its load was drained: the exact end
+# signal of the benchmarks (scripts/bench_compare.py, bench/e2e_test.go, bench soak).
+#
+# usage: scripts/queue_monitor.sh QUEUE READY_FILE TIMEOUT_S [VHOST]
+#
+# It runs a read-only loop in the broker (rabbitmqctl eval; no plugin, nothing declared): every
+# ~10 ms it reads the queue's messages_ready and messages_unacknowledged (a call to the queue
+# process, as `rabbitmqctl list_queues` makes). The times are taken inside the node, so
+# rabbitmqctl's own 1-4 s start-up does not delay them. Once the loop runs it writes READY_FILE
+# (start the worker only then). "started" is the first poll that saw a message leave the ready
+# list (ready below its highest value, or unacked above 0); "end" is the first poll after that
+# with ready = 0 and unacked = 0, i.e. the last ack. Printed on one line, times in Unix
+# microseconds (same clock as the host's):
+#
+#   done T_MONITOR_UP T_STARTED T_END POLLS MAX_GAP_US
+#
+# or "timeout ..." / "gone ..." (queue deleted after it had messages; a queue not yet declared is
+# waited for, so the monitor can start before the load is published). MAX_GAP_US, the longest interval between two
+# polls, bounds how late END can be.
+set -euo pipefail
+[ $# -ge 3 ] || { echo "usage: $0 QUEUE READY_FILE TIMEOUT_S [VHOST]" >&2; exit 2; }
+queue=$1 ready=$2 timeout=$3 vhost=${4:-/}
+esc() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
+expr=$(cat <<EOF
+Q = rabbit_misc:r(<<"$(esc "$vhost")">>, queue, <<"$(esc "$queue")">>),
+Deadline = os:system_time(millisecond) + $((timeout * 1000)),
+Now = fun() -> os:system_time(microsecond) end,
+Info = fun() -> case rabbit_amqqueue:lookup(Q) of
+  {ok, A} -> I = rabbit_amqqueue:info(A, [messages_ready, messages_unacknowledged]),
+             {proplists:get_value(messages_ready, I), proplists:get_value(messages_unacknowledged, I)};
+  _ -> gone end end,
+T0 = Now(),
+ok = file:write_file("$(esc "$ready")", integer_to_list(T0)),
+Loop = fun L(Max, Start, Last, Gap, Polls) ->
+  T = Now(),
+  Gap2 = max(Gap, T - Last),
+  case os:system_time(millisecond) > Deadline of
+    true -> {timeout, T0, Start, T, Polls, Gap2};
+    false ->
+      case Info() of
+        gone when Max == 0 -> timer:sleep(8), L(Max, Start, T, Gap2, Polls + 1); % not declared yet
+        gone -> {gone, T0, Start, T, Polls, Gap2};
+        {R, U} ->
+          Start2 = case Start of 0 when R < Max; U > 0 -> T; _ -> Start end,
+          case Start2 =/= 0 andalso R == 0 andalso U == 0 of
+            true -> {done, T0, Start2, T, Polls, Gap2};
+            false -> timer:sleep(8), L(max(Max, R), Start2, T, Gap2, Polls + 1)
+          end
+      end
+  end end,
+{S, A0, A1, A2, A3, A4} = Loop(0, 0, T0, 0, 0),
+io_lib:format("~s ~b ~b ~b ~b ~b", [S, A0, A1, A2, A3, A4]).
+EOF
+)
+out=$("$(dirname "$0")/rmq.sh" eval "$expr")
+# eval prints the returned chardata as an Erlang string: strip the quotes.
+printf '%s\n' "$out" | tr -d '"'
