@@ -29,10 +29,18 @@ import (
 // baseline was measured. Each load is fixed (b.N is not used: one run is one load), and
 // the figures are reported as custom metrics, benchstat-friendly:
 //
-//	tasks/s      tasks / (worker start -> last task done)
-//	p50-ms p99-ms publish -> result durable (results on only; from date_done)
-//	peak-RSS-MB  the worker's VmHWM
-//	cpu-s/1k     the worker's user+system CPU seconds per 1,000 tasks
+//	tasks/s          tasks / (first message taken -> last ack, or newest date_done if later)
+//	startup-ms       process start -> first message taken
+//	end-late-max-ms  how late the end can be seen (the monitor's last poll interval)
+//	p50-ms p99-ms    publish -> result durable (results on only; from date_done)
+//	peak-RSS-MB      the worker's VmHWM
+//	cpu-s/1k         the worker's user+system CPU seconds per 1,000 tasks in that window
+//	broker-cpu-s/1k  the same for RabbitMQ (beam.smp on :5672, shared: other work counts too)
+//	store-cpu-s/1k   the same for FerretDB (:27017) and PostgreSQL (:5432)
+//
+// The clock is scripts/queue_monitor.sh (a read-only poll of the queue inside the RabbitMQ
+// node, ~10 ms apart); where rabbitmqctl cannot run, a passive queue.declare every 20 ms
+// (ready = 0 only: up to the prefetch window early) stands in, and end-late-max-ms is -1.
 //
 // The ceiling benchmarks push the same messages through the thinnest Go pipeline
 // (consume, multiple-ack every 100, and for results on an unordered bulk insert of the
@@ -47,11 +55,12 @@ type load struct {
 	results bool
 }
 
+// Sized for about 20 s of ccworker's work each on a quiet 2-core machine (-size-scale).
 var loads = []load{
-	{"noop/results=off", "ccworker.noop", []any{}, 20000, false},
-	{"noop/results=on", "ccworker.noop", []any{}, 5000, true},
-	{"sleep10ms/results=off", "ccworker.sleep", []any{0.01}, 5000, false},
-	{"sleep10ms/results=on", "ccworker.sleep", []any{0.01}, 5000, true},
+	{"noop/results=off", "ccworker.noop", []any{}, 250000, false},
+	{"noop/results=on", "ccworker.noop", []any{}, 130000, true},
+	{"sleep10ms/results=off", "ccworker.sleep", []any{0.01}, 100000, false},
+	{"sleep10ms/results=on", "ccworker.sleep", []any{0.01}, 90000, true},
 }
 
 var (
@@ -147,7 +156,7 @@ func (e *env) publish(b *testing.B, l load) (ids []string, sent map[string]time.
 	return ids, sent
 }
 
-func (e *env) queueEmpty(b *testing.B) bool {
+func (e *env) readyCount(b *testing.B) int {
 	ch, err := e.conn.Channel()
 	if err != nil {
 		b.Fatal(err)
@@ -157,12 +166,18 @@ func (e *env) queueEmpty(b *testing.B) bool {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return q.Messages == 0 && q.Consumers >= 0
+	return q.Messages
 }
 
 func runE2E(b *testing.B, l load) {
 	bin := ccworkerBinary(b)
 	e := newEnv(b)
+	l.n = scaled(l.n)
+	timeout := 2*time.Minute + time.Duration(l.n)*time.Millisecond
+	mon, monErr := startMonitor(e.queue, timeout)
+	if monErr != nil {
+		b.Logf("no queue monitor (%v): the end is the queue seen empty over AMQP", monErr)
+	}
 	ids, sent := e.publish(b, l)
 	coll := e.db.Collection("celery_taskmeta")
 
@@ -174,88 +189,120 @@ func runE2E(b *testing.B, l load) {
 	cmd := exec.Command(bin, args...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
+	groups := serviceGroups()
 	b.ResetTimer()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	var peakRSS int64
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var end time.Time
-	deadline := time.After(5 * time.Minute)
-wait:
-	for {
-		select {
-		case err := <-done:
-			// --max-idle: the worker leaves once the queue has been dry for 300 ms.
-			if err != nil {
-				b.Fatalf("ccworker: %v\n%s", err, out.String())
-			}
-			break wait
-		case <-tick.C:
-			if rss := vmHWM(cmd.Process.Pid); rss > peakRSS {
-				peakRSS = rss
-			}
-			if end.IsZero() && !l.results && e.queueEmpty(b) {
-				end = time.Now()
-			}
-		case <-deadline:
-			_ = cmd.Process.Kill()
-			b.Fatalf("the load did not finish in 5 minutes\n%s", out.String())
-		}
-	}
+	groups["worker"] = []int{cmd.Process.Pid}
+	cpu := newCPUSampler(groups, 100*time.Millisecond)
+	started, end := waitE2E(b, e, l, cmd, &out, mon, timeout)
+	cpu.Stop()
 	b.StopTimer()
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	if ru.Maxrss*1024 > peakRSS {
+	peakRSS := cpu.peakRSS("worker")
+	if ru := cmd.ProcessState.SysUsage().(*syscall.Rusage); ru.Maxrss*1024 > peakRSS {
 		peakRSS = ru.Maxrss * 1024
 	}
 
 	var lat []time.Duration
 	if l.results {
-		ctx := context.Background()
-		cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "date_done", Value: 1}, {Key: "status", Value: 1}}))
-		if err != nil {
-			b.Fatal(err)
-		}
-		var docs []struct {
-			ID       string        `bson:"_id"`
-			Status   string        `bson:"status"`
-			DateDone bson.DateTime `bson:"date_done"`
-		}
-		if err := cur.All(ctx, &docs); err != nil {
-			b.Fatal(err)
-		}
-		if len(docs) != len(ids) {
-			b.Fatalf("%d of %d results stored\n%s", len(docs), len(ids), out.String())
-		}
-		for _, d := range docs {
-			if d.Status != "SUCCESS" {
-				b.Fatalf("task %s: %s", d.ID, d.Status)
-			}
-			t := d.DateDone.Time()
-			if t.After(end) {
-				end = t
-			}
-			lat = append(lat, t.Sub(sent[d.ID]))
+		var newest time.Time
+		lat, newest = resultLatencies(b, coll, ids, sent, &out)
+		if newest.After(end) {
+			end = newest
 		}
 	}
-	if end.IsZero() {
-		b.Fatal("no end time")
-	}
-	elapsed := end.Sub(start)
-	b.ReportMetric(float64(l.n)/elapsed.Seconds(), "tasks/s")
+	b.ReportMetric(float64(l.n)/end.Sub(started).Seconds(), "tasks/s")
+	b.ReportMetric(float64(started.Sub(start).Microseconds())/1000, "startup-ms")
 	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-RSS-MB")
-	b.ReportMetric(cpu.Seconds()*1000/float64(l.n), "cpu-s/1k")
+	reportCosts(b, cpu, started, end, l.n)
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	}
 	b.ReportMetric(0, "ns/op") // one fixed load per run: ns/op means nothing here
+}
+
+// waitE2E waits for the worker to drain the load and exit (--max-idle) and returns when the
+// first message was taken and when the last one was acked.
+func waitE2E(b *testing.B, e *env, l load, cmd *exec.Cmd, out *strings.Builder, mon *queueMonitor,
+	timeout time.Duration) (started, end time.Time) {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(timeout)
+	var exited bool
+	for !exited {
+		select {
+		case err := <-done:
+			// --max-idle: the worker leaves once the queue has been dry for 300 ms.
+			if err != nil {
+				b.Fatalf("ccworker: %v\n%s", err, out.String())
+			}
+			exited = true
+		case <-tick.C:
+			if mon != nil {
+				continue
+			}
+			if started.IsZero() && e.readyCount(b) < l.n {
+				started = time.Now()
+			}
+			if end.IsZero() && e.readyCount(b) == 0 {
+				end = time.Now()
+			}
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			b.Fatalf("the load did not finish in %v\n%s", timeout, out.String())
+		}
+	}
+	if mon == nil {
+		b.ReportMetric(-1, "end-late-max-ms")
+		return started, end
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := mon.result(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(r.endBound.Microseconds())/1000, "end-late-max-ms")
+	return r.started, r.end
+}
+
+// resultLatencies checks that every task has a SUCCESS document and returns the latencies
+// publish -> date_done and the newest date_done.
+func resultLatencies(b *testing.B, coll *mongo.Collection, ids []string, sent map[string]time.Time,
+	out *strings.Builder) (lat []time.Duration, newest time.Time) {
+	ctx := context.Background()
+	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "date_done", Value: 1}, {Key: "status", Value: 1}}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var docs []struct {
+		ID       string        `bson:"_id"`
+		Status   string        `bson:"status"`
+		DateDone bson.DateTime `bson:"date_done"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		b.Fatal(err)
+	}
+	if len(docs) != len(ids) {
+		b.Fatalf("%d of %d results stored\n%s", len(docs), len(ids), out.String())
+	}
+	for _, d := range docs {
+		if d.Status != "SUCCESS" {
+			b.Fatalf("task %s: %s", d.ID, d.Status)
+		}
+		t := d.DateDone.Time()
+		if t.After(newest) {
+			newest = t
+		}
+		lat = append(lat, t.Sub(sent[d.ID]))
+	}
+	return lat, newest
 }
 
 // vmHWM returns a process's peak resident set size in bytes (0 if unreadable).
@@ -278,6 +325,7 @@ func vmHWM(pid int) int64 {
 // ccworker would write, 256 at a time, acking after each insert.
 func runCeiling(b *testing.B, l load) {
 	e := newEnv(b)
+	l.n = scaled(l.n)
 	e.publish(b, l)
 	var coll *mongo.Collection
 	if l.results {

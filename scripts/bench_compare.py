@@ -8,8 +8,8 @@ client (no worker running), start the worker, and measure:
 - the clock (scripts/queue_monitor.sh, a read-only loop inside the RabbitMQ node polling the queue
   every ~10 ms): from the first message leaving the queue to the last ack (ready = 0 and
   unacked = 0). Results on, the end is the newest stored date_done when that is later (Celery acks
-  before it runs a task by default). The monitor reports its longest gap between two polls: the
-  bound on how late the end can be. Start-up (process start to first message taken) is reported
+  before it runs a task by default). The monitor reports how late its end can be (the last poll
+  interval: "end late ≤ ms"). Start-up (process start to first message taken) is reported
   apart and is not in tasks/s or CPU.
 - CPU seconds per 1,000 tasks over that window, from /proc/<pid>/stat (utime+stime, plus
   cutime+cstime for children already reaped), sampled every 0.1 s and interpolated at the window's
@@ -249,8 +249,8 @@ def read_monitor(m):
     out = m.communicate(timeout=60)[0].split()
     if not out or out[0] != 'done':
         raise RuntimeError(f'queue monitor: {out}')
-    _, _, started, end, polls, gap = out
-    return int(started) / 1e6, int(end) / 1e6, int(gap) / 1e3
+    _, _, started, end, polls, gap, bound = out
+    return int(started) / 1e6, int(end) / 1e6, int(bound) / 1e3
 
 
 def results_end(db, n, deadline):
