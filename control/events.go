@@ -67,7 +67,8 @@ type Events struct {
 	mu  sync.Mutex
 	buf []map[string]any
 
-	kick     chan struct{}
+	kick     chan struct{} // the buffer reached BufferLimit: flush now
+	pending  chan struct{} // the buffer got its first event: flush within FlushInterval
 	hbNow    chan struct{}
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -113,7 +114,7 @@ func NewEvents(dial Dialer, cfg EventsConfig) (*Events, error) {
 	}
 	e := &Events{
 		cfg: cfg, log: cfg.Logger.Named("events"), clock: cfg.Clock, dial: dial,
-		kick: make(chan struct{}, 1), hbNow: make(chan struct{}, 1), stop: make(chan struct{}),
+		kick: make(chan struct{}, 1), pending: make(chan struct{}, 1), hbNow: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	e.taskEnabled.Store(cfg.TaskEvents)
 	return e, nil
@@ -200,11 +201,16 @@ func (e *Events) Send(typ string, fields map[string]any) {
 		}
 	}
 	e.buf = append(e.buf, ev)
-	full := len(e.buf) >= e.cfg.BufferLimit
+	first, full := len(e.buf) == 1, len(e.buf) >= e.cfg.BufferLimit
 	e.mu.Unlock()
 	if full {
 		select {
 		case e.kick <- struct{}{}:
+		default:
+		}
+	} else if first {
+		select {
+		case e.pending <- struct{}{}:
 		default:
 		}
 	}
@@ -280,8 +286,15 @@ func (e *Events) session(ctx context.Context, conn *amqp.Connection) error {
 		defer t.Stop()
 		hbC = t.C
 	}
-	flush := time.NewTicker(e.cfg.FlushInterval)
+	// The flush timer runs only while events wait: an idle worker does not wake for it.
+	flush := time.NewTimer(e.cfg.FlushInterval)
+	flush.Stop()
 	defer flush.Stop()
+	armed := false
+	if e.buffered() {
+		flush.Reset(e.cfg.FlushInterval)
+		armed = true
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -301,7 +314,13 @@ func (e *Events) session(ctx context.Context, conn *amqp.Connection) error {
 			if err := e.flush(ctx, ch); err != nil {
 				return err
 			}
+		case <-e.pending:
+			if !armed {
+				flush.Reset(e.cfg.FlushInterval)
+				armed = true
+			}
 		case <-flush.C:
+			armed = false
 			if err := e.flush(ctx, ch); err != nil {
 				return err
 			}
@@ -406,4 +425,11 @@ func routingKey(typ string) string {
 		}
 	}
 	return string(b)
+}
+
+// buffered reports whether task events wait to be sent.
+func (e *Events) buffered() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.buf) > 0
 }

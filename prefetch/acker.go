@@ -31,12 +31,15 @@ const (
 // All methods are safe for concurrent use; flushing happens in the caller's goroutine
 // when it finds the acker idle, so acks from many finishing tasks coalesce without a
 // goroutine of the acker's own. Tick must be called periodically to release
-// stragglers (the consumer does that).
+// stragglers while any are held (the consumer does that); onHold, when set, is called
+// whenever a finished tag is left waiting, so the ticking can stop while nothing is held
+// (an idle worker then has no timer to wake for).
 
 type acker struct {
 	ch      channelAcker
 	maxHold time.Duration
 	onError func(error)
+	onHold  func() // optional: a finished tag waits behind an unfinished one
 
 	mu     sync.Mutex
 	base   uint64 // tag of states[0]
@@ -91,6 +94,16 @@ func (a *acker) ack(tag uint64) {
 	a.nready++
 	a.mu.Unlock()
 	a.flush()
+	if a.onHold != nil && a.holding() {
+		a.onHold()
+	}
+}
+
+// holding reports whether finished tags wait for a tick (behind an unfinished one).
+func (a *acker) holding() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return !a.closed && a.nready > 0
 }
 
 // nack rejects tag at once.

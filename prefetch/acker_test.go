@@ -205,3 +205,29 @@ func TestAckerConcurrentRandomOrder(t *testing.T) {
 		require.Equal(t, 1, c, "tag %d", tag)
 	}
 }
+
+// onHold tells the consumer when to tick: only when a finished tag waits behind an
+// unfinished one, so an idle worker (or one whose acks all go out at once) never ticks.
+func TestAckerReportsHeldTags(t *testing.T) {
+	f := newFakeChannel()
+	a := newTestAcker(f, time.Millisecond)
+	holds := 0
+	a.onHold = func() { holds++ }
+	for tag := uint64(1); tag <= 3; tag++ {
+		f.deliver(tag)
+		a.track(tag)
+	}
+	a.ack(1)
+	require.Zero(t, holds, "1 went out at once: nothing held")
+	require.False(t, a.holding())
+	a.ack(3)
+	require.Equal(t, 1, holds, "3 waits behind 2")
+	require.True(t, a.holding())
+	time.Sleep(2 * time.Millisecond)
+	a.tick()
+	require.False(t, a.holding(), "the tick acked the straggler")
+	require.False(t, f.outstanding[3])
+	a.ack(2)
+	require.Equal(t, 1, holds)
+	require.Empty(t, f.outstanding)
+}

@@ -160,6 +160,7 @@ type Consumer struct {
 
 	lostConn, lostChannel atomic.Uint64 // connection losses, by cause
 	dialer                *Dialer
+	hold                  chan struct{} // an acker holds finished tags: tick until none does
 
 	mu   sync.Mutex
 	conn *amqp.Connection // current connection, nil while reconnecting
@@ -203,7 +204,7 @@ func New(cfg Config) (*Consumer, error) {
 	return &Consumer{
 		cfg: cfg, log: cfg.Logger, dialer: dialer, queues: append([]Queue(nil), cfg.Queues...),
 		consumeCtx: ctx, stopConsuming: cancel,
-		closing: make(chan struct{}), done: make(chan struct{}),
+		closing: make(chan struct{}), done: make(chan struct{}), hold: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -351,6 +352,12 @@ func (c *Consumer) startConsumer(s *session, q Queue) {
 	qc := &queueConsumer{q: q, cancel: cancel, acker: newAcker(nil, c.cfg.MaxAckHold, func(err error) {
 		c.log.Debug("ack failed (channel closing)", zap.Error(err))
 	})}
+	qc.acker.onHold = func() {
+		select {
+		case c.hold <- struct{}{}:
+		default:
+		}
+	}
 	s.mu.Lock()
 	s.consumers = append(s.consumers, qc)
 	s.wg.Add(1)
@@ -390,8 +397,12 @@ func (c *Consumer) supervise(s *session, handle Handler) {
 
 // serve runs one session until the connection is lost (true) or Close is called (false).
 func (c *Consumer) serve(s *session, handle Handler) (lost bool) {
+	// The straggler ticker runs only while an acker holds finished tags: an idle worker
+	// has no reason to wake 20 times a second.
 	ticker := time.NewTicker(c.cfg.MaxAckHold / 2)
+	ticker.Stop()
 	defer ticker.Stop()
+	ticking := false
 	c.mu.Lock()
 	c.sess = s
 	queues := append([]Queue(nil), c.queues...)
@@ -411,9 +422,20 @@ func (c *Consumer) serve(s *session, handle Handler) (lost bool) {
 	}
 	for {
 		select {
+		case <-c.hold:
+			if !ticking {
+				ticker.Reset(c.cfg.MaxAckHold / 2)
+				ticking = true
+			}
 		case <-ticker.C:
+			held := false
 			for _, a := range s.ackers() {
 				a.tick()
+				held = held || a.holding()
+			}
+			if !held {
+				ticker.Stop()
+				ticking = false
 			}
 		case err := <-s.closed:
 			c.lostConn.Add(1)
