@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/panjf2000/ants/v2"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -167,4 +168,18 @@ func TestStopGivesUpAndCancels(t *testing.T) {
 	require.ErrorIs(t, p.Stop(ctx), context.DeadlineExceeded)
 	err = (<-done).Err
 	require.ErrorIs(t, err, ErrKilled, "an interruption, not a failure of the job")
+}
+
+// The pool ants starts at import ticks (clock and purge) for ever; New stops it so that an
+// idle worker has no timer of ants' to wake for, and a -c up to keepIdleUpTo keeps its idle
+// goroutines instead of running ants' purge clock.
+func TestNewStopsAntsDefaultPool(t *testing.T) {
+	p, err := New(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(context.Background())
+	if err := ants.Submit(func() {}); !errors.Is(err, ants.ErrPoolClosed) {
+		t.Fatalf("ants' default pool still runs: Submit = %v", err)
+	}
 }
