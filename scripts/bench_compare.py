@@ -279,7 +279,8 @@ def measure(rep, label, task, args, n, results, wname, kind, flags):
     ids = f'/tmp/ccw_compare_ids_{os.getpid()}'
     extra = [] if results else ['--ignore-result']
     timeout = 120 + n // 20  # a worker slower than 20 tasks/s is broken
-    mon = start_monitor(timeout)  # boots (1-4 s) while the load is published
+    # boots (1-4 s) while the load is published; its clock includes the publishing
+    mon = start_monitor(600 + n // 20 + timeout)
     client(db, 'load', '--task', task, '--args', json.dumps(args), '--n', str(n), '--publish-only',
            '--ids-file', ids, *extra)
     wait_ready(mon)
