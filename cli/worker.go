@@ -225,10 +225,12 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 	if err != nil {
 		return usageError{err}
 	}
-	dial := func(name string) control.Dialer { return dialer.With(name + " " + s.nodeName).Dial }
+	// Events and remote control share one connection: two per worker, not three
+	// (bench/README.md, "Connections per worker").
+	shared := control.NewSharedConn(dialer.With("ccworker-control " + s.nodeName).Dial)
 	var events *control.Events
 	if !(o.withoutHeartbeat && !s.cfg.WorkerSendTaskEvents) {
-		events, err = control.NewEvents(dial("ccworker-events"), control.EventsConfig{
+		events, err = control.NewEvents(nil, control.EventsConfig{Shared: shared,
 			NodeName: s.nodeName, TaskEvents: s.cfg.WorkerSendTaskEvents, WithoutHeartbeat: o.withoutHeartbeat,
 			Clock: clock, SWVersion: version, Logger: log.Named("events"),
 		})
@@ -319,11 +321,11 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 	}
 	if s.cfg.WorkerEnableRemoteControl {
 		mcfg := control.MailboxConfig{NodeName: s.nodeName, Worker: w, Revoked: revoked, Clock: clock,
-			Logger: log.Named("control"), Version: version}
+			Logger: log.Named("control"), Version: version, Shared: shared}
 		if events != nil {
 			mcfg.Events = events
 		}
-		mailbox, err := control.NewMailbox(dial("ccworker-control"), mcfg)
+		mailbox, err := control.NewMailbox(nil, mcfg)
 		if err != nil {
 			return err
 		}

@@ -43,9 +43,13 @@ type EventsConfig struct {
 	MaxBuffered int
 	Logger      *zap.Logger
 	Backoff     backoff.Policy // between reconnection rounds; zero = backoff's defaults
+	// Shared, when set, is the connection the events go out on (with remote control)
+	// instead of one of their own; NewEvents's dial may then be nil.
+	Shared *SharedConn
 }
 
-// Events publishes Celery monitoring events on exchange celeryev over its own connection.
+// Events publishes Celery monitoring events on exchange celeryev over its own connection,
+// or one shared with remote control (EventsConfig.Shared).
 //
 // Worker events (worker-online at each (re)connection, worker-heartbeat every
 // HeartbeatInterval, worker-offline at Stop) are published directly. Task events are only
@@ -57,7 +61,7 @@ type Events struct {
 	cfg   EventsConfig
 	log   *zap.Logger
 	clock *Clock
-	dial  Dialer
+	conn  connector
 
 	taskEnabled atomic.Bool
 	dropped     atomic.Uint64
@@ -82,7 +86,8 @@ func (e *Events) SetCounters(f func() (active, processed int)) { e.counters.Stor
 
 // NewEvents returns a dispatcher; Start runs it.
 func NewEvents(dial Dialer, cfg EventsConfig) (*Events, error) {
-	if cfg.NodeName == "" || dial == nil {
+	conn := connectorFor(dial, cfg.Shared)
+	if cfg.NodeName == "" || conn == nil {
 		return nil, errors.New("control: NewEvents needs a dialer and a node name")
 	}
 	if cfg.Exchange == "" {
@@ -113,7 +118,7 @@ func NewEvents(dial Dialer, cfg EventsConfig) (*Events, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	e := &Events{
-		cfg: cfg, log: cfg.Logger.Named("events"), clock: cfg.Clock, dial: dial,
+		cfg: cfg, log: cfg.Logger.Named("events"), clock: cfg.Clock, conn: conn,
 		kick: make(chan struct{}, 1), pending: make(chan struct{}, 1), hbNow: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	e.taskEnabled.Store(cfg.TaskEvents)
@@ -126,7 +131,7 @@ func (e *Events) Start(ctx context.Context) {
 	e.done = make(chan struct{})
 	go func() {
 		defer close(e.done)
-		runWithReconnect(ctx, e.log, e.cfg.Backoff, e.dial, e.session, e.stop)
+		runWithReconnect(ctx, e.log, e.cfg.Backoff, e.conn, e.session, e.stop)
 	}()
 }
 

@@ -37,8 +37,11 @@ type MailboxConfig struct {
 	Revoked  *Revoked
 	Clock    *Clock       // shared with Events; a new one when nil
 	Events   EventControl // nil: enable/disable_events and heartbeat have no effect
-	Logger   *zap.Logger
-	Version  string // ccworker version, for `report`
+	// Shared, when set, is the connection the mailbox uses (with the events) instead of
+	// dialling its own; NewMailbox's dial may then be nil.
+	Shared  *SharedConn
+	Logger  *zap.Logger
+	Version string // ccworker version, for `report`
 
 	// QueueExpires and QueueTTL are control_queue_expires (10 s) and control_queue_ttl (300 s).
 	QueueExpires, QueueTTL time.Duration
@@ -63,7 +66,7 @@ type Mailbox struct {
 	mu         sync.Mutex
 	lastQueues []QueueInfo // last non-empty Queues(): active_queues is never empty
 
-	dial   Dialer
+	conn   connector
 	cancel context.CancelFunc
 	done   chan struct{}
 	ready  chan struct{}
@@ -72,7 +75,8 @@ type Mailbox struct {
 
 // NewMailbox checks cfg and returns a Mailbox; Start runs it.
 func NewMailbox(dial Dialer, cfg MailboxConfig) (*Mailbox, error) {
-	if cfg.NodeName == "" || cfg.Worker == nil || dial == nil {
+	conn := connectorFor(dial, cfg.Shared)
+	if cfg.NodeName == "" || cfg.Worker == nil || conn == nil {
 		return nil, errors.New("control: NewMailbox needs a dialer, a node name and a Worker")
 	}
 	if cfg.Exchange == "" {
@@ -98,7 +102,7 @@ func NewMailbox(dial Dialer, cfg MailboxConfig) (*Mailbox, error) {
 	}
 	return &Mailbox{
 		cfg: cfg, log: cfg.Logger.Named("pidbox"), clock: cfg.Clock, revoked: cfg.Revoked,
-		started: time.Now(), now: time.Now, dial: dial, ready: make(chan struct{}),
+		started: time.Now(), now: time.Now, conn: conn, ready: make(chan struct{}),
 	}, nil
 }
 
@@ -121,7 +125,7 @@ func (m *Mailbox) Start(ctx context.Context) {
 	m.done = make(chan struct{})
 	go func() {
 		defer close(m.done)
-		runWithReconnect(ctx, m.log, m.cfg.Backoff, m.dial, m.session, nil)
+		runWithReconnect(ctx, m.log, m.cfg.Backoff, m.conn, m.session, nil)
 	}()
 }
 
@@ -136,7 +140,7 @@ func (m *Mailbox) Stop() {
 
 // runWithReconnect dials and runs session until ctx ends; it logs each transition once
 // (lost → "reconnecting", first failed dial, back → "connected").
-func runWithReconnect(ctx context.Context, log *zap.Logger, policy backoff.Policy, dial Dialer,
+func runWithReconnect(ctx context.Context, log *zap.Logger, policy backoff.Policy, c connector,
 	session func(ctx context.Context, conn *amqp.Connection) error, stop <-chan struct{}) {
 	b := backoff.New(policy)
 	down := false
@@ -146,7 +150,7 @@ func runWithReconnect(ctx context.Context, log *zap.Logger, policy backoff.Polic
 			return
 		default:
 		}
-		conn, err := dial(ctx)
+		conn, err := c.connect(ctx)
 		if err == nil {
 			if down {
 				log.Info("reconnected to the broker")
@@ -154,7 +158,7 @@ func runWithReconnect(ctx context.Context, log *zap.Logger, policy backoff.Polic
 			down = false
 			b.Reset()
 			err = session(ctx, conn)
-			_ = conn.Close()
+			c.release(conn)
 			if ctx.Err() != nil || errors.Is(err, errStopped) {
 				return
 			}
