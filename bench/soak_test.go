@@ -53,7 +53,7 @@ func BenchmarkSoak(b *testing.B) {
 	e := newEnv(b)
 	n := *soakTasks
 	coll := e.db.Collection("celery_taskmeta")
-	p := testharness.Start(b, exec.Command(bin, "-b", e.amqpURL, "-Q", e.queue, "-c", "512", "-n", "soak@%h", "-l", "WARNING",
+	p := testharness.Start(b, exec.Command(bin, "-b", e.amqpURL, "-Q", e.queue, "-c", "512", "-n", "soak@%h", "-l", "WARNING", "--builtin-tasks",
 		"--without-heartbeat", "--result-backend", strings.TrimSuffix(e.mongoURL, "/")+"/"+e.db.Name()))
 	defer p.Stop(b)
 	pid := p.Cmd.Process.Pid

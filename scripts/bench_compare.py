@@ -439,7 +439,7 @@ def commands_text():
     cmds = []
     for wname, kind, flags in WORKERS:
         if kind == 'ccworker':
-            cmds.append('bin/ccworker -b $BROKER -Q ccw_compare -l WARNING --without-heartbeat '
+            cmds.append('bin/ccworker -b $BROKER -Q ccw_compare -l WARNING --without-heartbeat --builtin-tasks '
                         '[--result-backend mongodb://127.0.0.1:27017/$DB] ' + ' '.join(flags))
         else:
             cmds.append('celery -A ccworker_tasks worker -Q ccw_compare -l WARNING --without-gossip '
