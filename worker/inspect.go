@@ -38,7 +38,7 @@ func (t *task) info() control.TaskInfo {
 	return control.TaskInfo{
 		ID: t.req.ID, Name: t.req.Name(), Args: t.req.Args, Kwargs: t.req.Kwargs,
 		ArgsRepr: t.req.ArgsRepr, KwargsRepr: t.req.KwargsRepr, Hostname: t.w.cfg.NodeName,
-		TimeStart: started, Acknowledged: t.acked.Load(), WorkerPID: pid,
+		TimeStart: started, Acknowledged: t.isAcked(), WorkerPID: pid,
 		Delivery: control.DeliveryInfo{Exchange: t.d.Exchange, RoutingKey: t.d.RoutingKey,
 			Priority: int(t.d.Priority), Redelivered: t.d.Redelivered},
 	}

@@ -181,6 +181,47 @@ func TestEarlyAckAcksBeforeTheResult(t *testing.T) {
 	h.noSettlement(20 * time.Millisecond) // not acked twice
 }
 
+// TestEarlyAckedTaskIsForgottenWhenDone: a task acked early (task_acks_late = False)
+// once left the in-flight table for ever, because its early ack used up the settle-once
+// and the final settle, which forgets, did nothing: inspect active listed it and
+// --max-idle never ended the worker.
+func TestEarlyAckedTaskIsForgottenWhenDone(t *testing.T) {
+	h := start(t, withConfig(func(c *worker.Config) { c.EarlyAck = true }))
+	tag := h.send(req(tasks.AddName, int64(2), int64(3)))
+	acked(t, h.settlement(), tag)
+	assert.Equal(t, "5", h.record().Result)
+	h.settled()
+	h.noSettlement(20 * time.Millisecond) // not acked twice
+}
+
+// TestEarlyAckedTaskLetsMaxIdleStop is the bug as seen from outside: --max-idle never
+// ended a worker that had run one task with early ack.
+func TestEarlyAckedTaskLetsMaxIdleStop(t *testing.T) {
+	h := start(t, withConfig(func(c *worker.Config) {
+		c.EarlyAck = true
+		c.MaxIdle = 100 * time.Millisecond
+	}))
+	tag := h.send(req(tasks.AddName, int64(2), int64(3)))
+	acked(t, h.settlement(), tag)
+	select {
+	case err := <-h.runErr:
+		require.NoError(t, err)
+		h.finished = true
+	case <-time.After(wait):
+		t.Fatalf("the idle worker did not stop: %+v", h.w.Gauges())
+	}
+}
+
+// TestAckGuardedTaskIsForgottenWhenDone: the ack guard's early ack had the same flaw.
+func TestAckGuardedTaskIsForgottenWhenDone(t *testing.T) {
+	h := start(t, withConfig(func(c *worker.Config) { c.AckGuard = 50 * time.Millisecond }))
+	tag := h.send(req(tasks.SleepName, 0.3))
+	acked(t, h.settlement(), tag)
+	assert.Equal(t, results.StatusSuccess, h.record().Status)
+	h.settled()
+	h.noSettlement(20 * time.Millisecond)
+}
+
 func TestRejectOnFailure(t *testing.T) {
 	h := start(t, withConfig(func(c *worker.Config) { c.RejectOnFailure = true }))
 	tag := h.send(req(tasks.FailName, "x"))

@@ -13,7 +13,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
-	"github.com/ccworker/ccworker/canvas"
 	"github.com/ccworker/ccworker/pool"
 	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
@@ -37,9 +36,8 @@ type task struct {
 	req      *protocol.Request
 	received time.Time
 
-	settleOnce sync.Once
-	acked      atomic.Bool
-	counters   *TaskCounters // this task name's outcomes; nil until received
+	life     life          // received → done → stored → forgotten (settle.go)
+	counters *TaskCounters // this task name's outcomes; nil until received
 
 	mu      sync.Mutex
 	eta     time.Time // set while held in memory for its ETA
@@ -67,16 +65,6 @@ func (t *task) phase() phase {
 	return phaseReserved
 }
 
-// settle acks or rejects the message once; later calls do nothing (early ack).
-func (t *task) settle(f func()) {
-	t.settleOnce.Do(func() {
-		t.acked.Store(true)
-		f()
-		t.w.stats.AckLatency.Observe(time.Since(t.received))
-		t.forget()
-	})
-}
-
 // count adds one outcome to the task name's counters.
 func (t *task) count(f func(*TaskCounters) *atomic.Uint64) {
 	if t.counters != nil {
@@ -87,26 +75,12 @@ func (t *task) count(f func(*TaskCounters) *atomic.Uint64) {
 // guardAck acks a message held too long (see Config.AckGuard); the task goes on and its
 // result is still stored.
 func (t *task) guardAck() {
-	t.settleOnce.Do(func() {
-		t.acked.Store(true)
-		t.d.Ack()
+	if t.ackEarly() {
 		t.w.log.Warn(fmt.Sprintf("Task %s[%s] unacked for %s (--ack-guard): acked now, before RabbitMQ's "+
 			"consumer_timeout closes the channel; it will not be redelivered if this worker dies",
 			t.req.Name(), t.req.ID, t.w.cfg.AckGuard))
-	})
+	}
 }
-
-// forget drops the task from the worker's in-flight list (settled, or left for
-// redelivery).
-func (t *task) forget() {
-	t.w.mu.Lock()
-	delete(t.w.inflight, t)
-	t.w.mu.Unlock()
-}
-
-func (t *task) ack() { t.settle(t.d.Ack) }
-
-func (t *task) reject(requeue bool) { t.settle(func() { t.d.Reject(requeue) }) }
 
 // discarded says why the task must not run: "revoked", "expired" or "" (run it).
 func (t *task) discarded() string {
@@ -167,8 +141,11 @@ func (t *task) run(ctx context.Context, h tasks.Handler) {
 		SoftLimit: soft,
 		Done:      t.finish,
 	})
-	if err != nil && ctx.Err() == nil {
-		t.w.log.Error("cannot start task; left for redelivery", zap.String("task_id", t.req.ID), zap.Error(err))
+	if err != nil {
+		if ctx.Err() == nil {
+			t.w.log.Error("cannot start task; left for redelivery", zap.String("task_id", t.req.ID), zap.Error(err))
+		}
+		t.end(verdictLeave)
 	}
 }
 
@@ -196,7 +173,7 @@ func (t *task) execute(ctx context.Context, h tasks.Handler, call *tasks.Call) (
 		t.mu.Unlock()
 	}()
 	if t.w.cfg.EarlyAck {
-		t.settleOnce.Do(func() { t.acked.Store(true); t.d.Ack() }) // Celery's default: acked when the pool accepts the task
+		t.ackEarly() // Celery's default: acked when the pool accepts the task
 	}
 	if ev := t.w.cfg.Events; ev != nil {
 		ev.TaskStarted(t.req.ID)
@@ -217,89 +194,6 @@ func (t *task) execute(ctx context.Context, h tasks.Handler, call *tasks.Call) (
 func (t *task) storesResults() bool {
 	return t.w.results != nil && !t.w.cfg.IgnoreResult && !t.req.IgnoreResult &&
 		!t.w.reg.Options(t.req.Task).IgnoreResult
-}
-
-func (t *task) finish(o pool.Outcome) {
-	if !errors.Is(o.Err, pool.ErrKilled) {
-		t.w.stats.Runtime.Observe(o.Runtime)
-	}
-	var retry *tasks.Retry
-	var retryAfter *canvas.RetryAfter
-	var chordErr *canvas.ChordError
-	var discarded discardedError
-	switch {
-	case errors.Is(o.Err, pool.ErrKilled):
-		// Cut short by a cold shutdown: not the task's failure. Left unacked, the
-		// message goes back to the queue when the connection closes.
-		t.w.log.Warn("task interrupted by shutdown; left for redelivery", zap.String("task_id", t.req.ID))
-		t.forget()
-	case o.Err == nil:
-		t.succeeded(o)
-	case errors.Is(o.Err, tasks.ErrIgnore):
-		// Celery's Ignore (Task.replace): no result, no callbacks; the replacement has them.
-		t.w.log.Info(fmt.Sprintf("Task %s[%s] ignored", t.req.Name(), t.req.ID))
-		t.ack()
-	case errors.As(o.Err, &discarded):
-		t.revoked(discarded.reason)
-	case errors.Is(o.Err, errTerminated):
-		t.revoked("terminated")
-	case errors.As(o.Err, &retry):
-		t.retry(o, retry)
-	case errors.As(o.Err, &retryAfter):
-		r := &tasks.Retry{Countdown: retryAfter.Countdown, MaxRetries: -1}
-		if retryAfter.Countdown <= 0 {
-			r.Countdown = -1
-		}
-		t.retry(o, r)
-	case errors.As(o.Err, &chordErr):
-		t.chordFailed(o, chordErr)
-	case errors.Is(o.Err, tasks.ErrWorkerLost) && t.w.cfg.RejectOnWorkerLost:
-		t.w.log.Warn("the process running the task died; requeued (task_reject_on_worker_lost)",
-			zap.String("task_id", t.req.ID), zap.Error(o.Err))
-		if ev := t.w.cfg.Events; ev != nil {
-			ev.TaskRejected(t.req.ID, true)
-		}
-		t.reject(true)
-	default:
-		t.failed(o, exceptionOf(o.Err))
-	}
-}
-
-func (t *task) succeeded(o pool.Outcome) {
-	t.w.stats.Succeeded.Add(1)
-	t.count(func(c *TaskCounters) *atomic.Uint64 { return &c.Succeeded })
-	payload, err := protocol.AppendJSON(nil, o.Value)
-	if err != nil {
-		t.failed(o, &tasks.Exception{Module: "kombu.exceptions", Type: "EncodeError",
-			Args: []any{fmt.Sprintf("cannot encode the result as JSON: %v", err)}})
-		return
-	}
-	// Celery sends callbacks and the next chain step before storing SUCCESS, so the
-	// document can list them as children.
-	var children []any
-	if t.hasCanvas() {
-		var err error
-		children, err = t.dispatch(o.Value)
-		if err != nil {
-			t.failed(o, &tasks.Exception{Module: "celery.exceptions", Type: "ChordError",
-				Args: []any{fmt.Sprintf("cannot send the callbacks of %s: %v", t.req.ID, err)}})
-			return
-		}
-	}
-	if t.w.cfg.LogTasks {
-		t.w.log.Info(fmt.Sprintf("Task %s[%s] succeeded in %.6fs: %s", t.req.Name(), t.req.ID,
-			o.Runtime.Seconds(), truncate(string(payload), 1024)))
-	}
-	if ev := t.w.cfg.Events; ev != nil {
-		ev.TaskSucceeded(t.req.ID, truncate(string(payload), 1024), o.Runtime)
-	}
-	if !t.storesResults() {
-		t.ack()
-		return
-	}
-	rec := t.record(results.StatusSuccess, string(payload), "")
-	rec.Children = children
-	t.store(rec, t.ack)
 }
 
 func (t *task) hasCanvas() bool {
@@ -323,56 +217,6 @@ func (t *task) dispatch(retval any) ([]any, error) {
 	return d.Children, nil
 }
 
-// chordFailed stores FAILURE ChordError for the chord's callback: chord_unlock found a
-// failed header task. chord_unlock itself ends normally.
-func (t *task) chordFailed(o pool.Outcome, ce *canvas.ChordError) {
-	t.w.log.Error(fmt.Sprintf("Chord callback %s failed: %s", ce.CallbackID, ce.Reason))
-	if t.w.results == nil {
-		t.ack()
-		return
-	}
-	info := ce.Info()
-	exc := &tasks.Exception{Module: info.Module, Type: info.Type, Args: info.Args}
-	rec := t.exceptionRecord(results.StatusFailure, exc, traceback(t.req, exc, nil))
-	rec.TaskID, rec.Name, rec.Args, rec.Kwargs, rec.ParentID, rec.GroupID = ce.CallbackID, "", nil, nil, "", ""
-	t.store(rec, t.ack)
-}
-
-func (t *task) failed(o pool.Outcome, exc *tasks.Exception) {
-	t.w.stats.Failed.Add(1)
-	t.count(func(c *TaskCounters) *atomic.Uint64 { return &c.Failed })
-	tb := exc.Traceback
-	if tb == "" {
-		tb = traceback(t.req, exc, o.Err)
-	}
-	t.w.log.Error(fmt.Sprintf("Task %s[%s] raised unexpected: %s", t.req.Name(), t.req.ID, exc.Error()),
-		zap.Duration("runtime", o.Runtime))
-	if ev := t.w.cfg.Events; ev != nil {
-		ev.TaskFailed(t.req.ID, exc.Repr(), tb)
-	}
-	var chainIDs []string
-	if len(t.req.Chain) > 0 || len(t.req.Errbacks) > 0 {
-		chainIDs = t.failCanvas()
-	}
-	settle := t.ack
-	if t.w.cfg.RejectOnFailure {
-		settle = func() { t.reject(false) }
-	}
-	// Celery stores errors unless the task itself ignores results (the per-message
-	// ignore_result header does not suppress them).
-	if !t.storesErrors() {
-		settle()
-		return
-	}
-	// The remaining chain steps fail with the same exception (Celery's mark_as_failure).
-	for _, id := range chainIDs {
-		rec := t.exceptionRecord(results.StatusFailure, exc, tb)
-		rec.TaskID, rec.Name, rec.Args, rec.Kwargs = id, "", nil, nil
-		t.store(rec, func() {})
-	}
-	t.store(t.exceptionRecord(results.StatusFailure, exc, tb), settle)
-}
-
 // failCanvas sends the errbacks and returns the ids of the chain steps that will never
 // run.
 func (t *task) failCanvas() []string {
@@ -393,76 +237,6 @@ func (t *task) failCanvas() []string {
 func (t *task) storesErrors() bool {
 	ignored := t.w.cfg.IgnoreResult || t.w.reg.Options(t.req.Task).IgnoreResult
 	return t.w.results != nil && (!ignored || t.w.cfg.StoreErrorsEvenIfIgnored)
-}
-
-// retry re-publishes the task as Celery's Task.retry does: same id, retries + 1, an
-// ETA, the same routing and priority. RETRY is stored first, then the new message is
-// published and confirmed, then the original is acked; so a crash at any point leaves
-// the task either still queued or re-queued, never gone.
-func (t *task) retry(o pool.Outcome, r *tasks.Retry) {
-	if limit, ok := r.Limit(); ok && t.req.Retries >= limit {
-		exc := r.Exc
-		if exc == nil {
-			exc = &tasks.Exception{Module: "celery.exceptions", Type: "MaxRetriesExceededError", Args: []any{
-				fmt.Sprintf("Can't retry %s[%s] args:%s kwargs:%s", t.req.Task, t.req.ID,
-					reprArgs(t.req), reprKwargs(t.req))}}
-		}
-		t.failed(o, exc)
-		return
-	}
-	when := r.When(time.Now())
-	exchange, key, msg, err := t.retryMessage(when)
-	if err != nil {
-		t.failed(o, &tasks.Exception{Module: "kombu.exceptions", Type: "EncodeError",
-			Args: []any{fmt.Sprintf("cannot build the retry message: %v", err)}})
-		return
-	}
-	t.w.stats.Retried.Add(1)
-	t.count(func(c *TaskCounters) *atomic.Uint64 { return &c.Retried })
-	t.w.log.Info(fmt.Sprintf("Task %s[%s] retry: %s", t.req.Name(), t.req.ID, r.Error()))
-	if ev := t.w.cfg.Events; ev != nil {
-		repr := "Retry(" + r.Error() + ")"
-		if r.Exc != nil {
-			repr = r.Exc.Repr()
-		}
-		ev.TaskRetried(t.req.ID, repr, "")
-	}
-	publish := func() {
-		t.w.bg.Add(1)
-		go func() {
-			defer t.w.bg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := t.publishRetry(ctx, exchange, key, msg, when); err != nil {
-				// The retry is not queued: run the task again from the original.
-				// A broker fault fails every retry in flight: one line per fault.
-				fields := []zap.Field{zap.String("task_id", t.req.ID), zap.Error(err)}
-				if ok, held := t.w.retryPublishLog.allow(time.Now()); ok {
-					t.w.log.Error("cannot publish the retry; the task goes back to its queue",
-						append(fields, zap.Int("more_since_last_line", held))...)
-				} else {
-					t.w.log.Debug("cannot publish the retry; the task goes back to its queue", fields...)
-				}
-				t.reject(true)
-				return
-			}
-			t.ack()
-		}()
-	}
-	if !t.storesErrors() {
-		publish()
-		return
-	}
-	payload, tb := "null", traceback(t.req, &tasks.Exception{Module: "celery.exceptions", Type: "Retry",
-		Args: []any{r.Error()}}, nil)
-	if r.Exc != nil {
-		p, err := r.Exc.Info().AppendJSON(nil)
-		if err == nil {
-			payload = string(p)
-		}
-		tb = traceback(t.req, r.Exc, nil)
-	}
-	t.store(t.record(results.StatusRetry, payload, tb), publish)
 }
 
 // delayedPublisher is the optional side of a Broker that sends a message through native
@@ -513,46 +287,6 @@ func (t *task) retryMessage(when time.Time) (exchange, key string, msg amqp.Publ
 	}, nil
 }
 
-// unknown handles a task name nobody registered: FAILURE NotRegistered is stored, then
-// the message is rejected without requeue, as Celery's on_unknown_task does.
-func (t *task) unknown() {
-	t.w.stats.Rejected.Add(1)
-	t.count(func(c *TaskCounters) *atomic.Uint64 { return &c.Rejected })
-	t.w.log.Error(fmt.Sprintf("Received unregistered task of type %q.", t.req.Task),
-		zap.String("task_id", t.req.ID), zap.String("hint", "register it, or map it with ccworker_task_aliases"))
-	exc := &tasks.Exception{Module: "celery.exceptions", Type: "NotRegistered", Args: []any{t.req.Task}}
-	if ev := t.w.cfg.Events; ev != nil {
-		ev.TaskFailed(t.req.ID, exc.Repr(), "")
-		ev.TaskRejected(t.req.ID, false)
-	}
-	reject := func() { t.reject(false) }
-	if t.w.results == nil {
-		reject()
-		return
-	}
-	t.store(t.exceptionRecord(results.StatusFailure, exc, traceback(t.req, exc, nil)), reject)
-}
-
-// revoked stores REVOKED (TaskRevokedError(reason)) and acks.
-func (t *task) revoked(reason string) {
-	t.w.stats.Revoked.Add(1)
-	t.count(func(c *TaskCounters) *atomic.Uint64 { return &c.Revoked })
-	t.w.log.Info(fmt.Sprintf("Discarding revoked task: %s[%s] (%s)", t.req.Name(), t.req.ID, reason))
-	if ev := t.w.cfg.Events; ev != nil {
-		signum := 0
-		if reason == "terminated" {
-			signum = 15
-		}
-		ev.TaskRevoked(t.req.ID, reason == "terminated", signum, reason == "expired")
-	}
-	if !t.storesErrors() {
-		t.ack()
-		return
-	}
-	exc := &tasks.Exception{Module: "celery.exceptions", Type: "TaskRevokedError", Args: []any{reason}}
-	t.store(t.exceptionRecord(results.StatusRevoked, exc, ""), t.ack)
-}
-
 func (t *task) exceptionRecord(status string, exc *tasks.Exception, tb string) *results.Record {
 	payload, err := exc.Info().AppendJSON(nil)
 	if err != nil {
@@ -572,30 +306,6 @@ func (t *task) record(status, payload, tb string) *results.Record {
 		GroupID: t.req.GroupID, ParentID: t.req.ParentID,
 		Name: t.req.Task, Args: t.req.Args, Kwargs: t.req.Kwargs, Worker: t.w.cfg.NodeName,
 		Retry: t.req.Retries, Queue: t.d.RoutingKey,
-	}
-}
-
-// store writes rec and settles the message once the write is durable. If it never
-// becomes durable the message is left unsettled, so the broker gives it to a worker
-// again when this connection closes.
-func (t *task) store(rec *results.Record, settle func()) {
-	err := t.w.results.Write(context.Background(), rec, func(err error) {
-		switch {
-		case errors.Is(err, results.ErrUnstorable):
-			// No form of it will ever be stored: redelivering it would only stop
-			// the next worker too (the writer has logged why).
-			settle()
-		case err != nil:
-			t.w.log.Error("result not stored; message left for redelivery",
-				zap.String("task_id", rec.TaskID), zap.Error(err))
-		default:
-			settle()
-		}
-	})
-	if err != nil {
-		t.w.log.Error("result not stored; message left for redelivery",
-			zap.String("task_id", rec.TaskID), zap.Error(err))
-		t.forget()
 	}
 }
 

@@ -342,11 +342,11 @@ func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
 	}
 	h, ok := w.reg.Lookup(req.Task)
 	if !ok {
-		t.unknown()
+		t.complete(t.unknown())
 		return
 	}
 	if reason := t.discarded(); reason != "" {
-		t.revoked(reason)
+		t.complete(t.revoked(reason))
 		return
 	}
 	if !req.ETA.IsZero() {
@@ -392,7 +392,7 @@ func (w *Worker) guardAcks(kill context.Context, ended <-chan struct{}) {
 		case <-tick.C:
 			limit := time.Now().Add(-w.cfg.AckGuard)
 			for _, t := range w.snapshot() {
-				if t.received.Before(limit) && !t.acked.Load() {
+				if t.received.Before(limit) && !t.isAcked() {
 					t.guardAck()
 				}
 			}
@@ -514,13 +514,13 @@ func (w *Worker) park(ctx context.Context, t *task, h tasks.Handler) {
 		defer w.bg.Done()
 		err := w.parkOnce(t)
 		if err == nil {
-			t.ack()
+			t.end(verdictAck)
 			return
 		}
 		if errors.Is(err, prefetch.ErrStale) || t.d.Stale() {
 			w.log.Info("parking abandoned: the connection was lost and the broker has requeued the task",
 				zap.String("task_id", t.req.ID), zap.Error(err))
-			t.forget()
+			t.end(verdictLeave)
 			return
 		}
 		if w.held.Load() < int64(w.cfg.MaxHeld) {
@@ -538,7 +538,7 @@ func (w *Worker) park(ctx context.Context, t *task, h tasks.Handler) {
 		case <-time.After(time.Second): // not a tight redelivery loop while the broker refuses parks
 		case <-ctx.Done():
 		}
-		t.reject(true)
+		t.end(verdictRequeue)
 	}()
 }
 
@@ -565,7 +565,7 @@ func (w *Worker) holdParking(ctx context.Context, t *task, h tasks.Handler) {
 			select {
 			case <-time.After(min(w.cfg.ParkRetry, wait-w.cfg.ETAHold)):
 			case <-ctx.Done():
-				t.forget() // shutting down: unacked, the message goes back to the queue
+				t.end(verdictLeave) // shutting down: unacked, the message goes back to the queue
 				return
 			}
 			if time.Until(t.req.ETA) <= w.cfg.ETAHold {
@@ -573,11 +573,11 @@ func (w *Worker) holdParking(ctx context.Context, t *task, h tasks.Handler) {
 			}
 			err := w.parkOnce(t)
 			if err == nil {
-				t.ack()
+				t.end(verdictAck)
 				return
 			}
 			if t.d.Stale() {
-				t.forget()
+				t.end(verdictLeave)
 				return
 			}
 			w.log.Debug("parking retried and failed", zap.String("task_id", t.req.ID), zap.Error(err))
@@ -603,7 +603,7 @@ func (w *Worker) hold(ctx context.Context, t *task, h tasks.Handler, wait time.D
 		select {
 		case <-timer.C:
 			if reason := t.discarded(); reason != "" {
-				t.revoked(reason)
+				t.complete(t.revoked(reason))
 				return
 			}
 			if eta {
@@ -615,7 +615,7 @@ func (w *Worker) hold(ctx context.Context, t *task, h tasks.Handler, wait time.D
 			t.run(ctx, h)
 		case <-ctx.Done():
 			// Shutting down: left unacked, the message goes back to the queue.
-			t.forget()
+			t.end(verdictLeave)
 		}
 	}()
 }

@@ -359,8 +359,32 @@ func start(t *testing.T, opts ...option) *harness {
 		if !h.finished {
 			_ = h.shutdown()
 		}
+		h.nothingLeft()
 	})
 	return h
+}
+
+// nothingLeft checks that every task has left the worker's bookkeeping once Run has
+// returned: whatever became of a task (settled, or left for redelivery), it is no
+// longer in flight, running or active.
+func (h *harness) nothingLeft() {
+	h.t.Helper()
+	g := h.w.Gauges()
+	assert.Zero(h.t, g.InFlight, "tasks still in flight after Run returned")
+	assert.Zero(h.t, g.Running, "tasks still running after Run returned")
+	assert.Zero(h.t, g.Held, "tasks still held after Run returned")
+	assert.Empty(h.t, h.w.ActiveTasks(), "tasks still active after Run returned")
+	assert.Empty(h.t, h.w.ReservedTasks(), "tasks still reserved after Run returned")
+	assert.Empty(h.t, h.w.ScheduledTasks(), "tasks still scheduled after Run returned")
+}
+
+// settled waits until no task is in flight: a finished task leaves the worker's
+// bookkeeping (and its body leaves memory) without waiting for the shutdown.
+func (h *harness) settled() {
+	h.t.Helper()
+	require.Eventually(h.t, func() bool { return h.w.Gauges().InFlight == 0 }, wait, time.Millisecond,
+		"tasks still in flight: %+v; journal: %q", h.w.Gauges(), h.j.all())
+	assert.Empty(h.t, h.w.ActiveTasks())
 }
 
 // shutdown asks for a warm shutdown and returns Run's error.
