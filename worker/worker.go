@@ -54,7 +54,8 @@ type TaskEvents interface {
 	TaskRevoked(uuid string, terminated bool, signum int, expired bool)
 }
 
-// RevokedSet holds the ids of revoked tasks (Celery's LimitedSet).
+// RevokedSet holds the ids of revoked tasks (Celery's LimitedSet); control.Revoked is
+// the one remote control fills.
 type RevokedSet interface {
 	Add(ids ...string)
 	Contains(id string) bool
@@ -98,7 +99,8 @@ type Config struct {
 	// ParkRetry is how often a task held because it could not be parked tries to park
 	// again. Default 15 s.
 	ParkRetry time.Duration
-	// Revoked is the set of revoked task ids; nil makes a private one.
+	// Revoked is the set of revoked task ids, shared with remote control; nil makes a
+	// private control.Revoked with Celery's defaults.
 	Revoked RevokedSet
 	// RateLimits are per-task rate limits in tasks per second; DefaultRateLimit
 	// applies to the others (0 = none).
@@ -204,7 +206,7 @@ func New(cfg Config, reg *tasks.Registry, broker Broker, rw ResultWriter, log *z
 		cfg.MaxHeld = 1000
 	}
 	if cfg.Revoked == nil {
-		cfg.Revoked = newRevokedSet(50000)
+		cfg.Revoked = control.NewRevoked(control.DefaultRevokesMax, control.DefaultRevokeExpires)
 	}
 	limits := make(map[string]Limits, len(cfg.TaskLimits))
 	for k, v := range cfg.TaskLimits {
