@@ -121,8 +121,10 @@ func (w *Writer) Start() { w.started.Do(func() { go w.loop() }) }
 
 // Write queues rec; done is called with nil once the write holding it is acknowledged by
 // the server, or with an error if it never will be (the writer stopped first, or the
-// server refused even the fallback document). Write blocks while the writer is full,
-// until ctx is done.
+// server refused even the fallback document). done runs on the writer's goroutine, once
+// per record of a batch: it should hand the report over (the worker sends it to its
+// completion goroutine) rather than do slow work there. Write blocks while the writer is
+// full, until ctx is done.
 func (w *Writer) Write(ctx context.Context, rec *Record, done func(error)) error {
 	raw, err := rec.Encode()
 	if err != nil {

@@ -134,12 +134,13 @@ type republish struct {
 }
 
 // complete carries a classified outcome to the end of the task's life: store, then
-// settle. If the document never becomes durable the message is left unsettled, so the
-// broker gives it to a worker again when this connection closes.
+// settle on the worker's completion goroutine (completer.go). If the document never
+// becomes durable the message is left unsettled, so the broker gives it to a worker
+// again when this connection closes.
 func (t *task) complete(c completion) {
 	t.advance(stageDone)
 	if c.rec == nil {
-		t.stored(c)
+		t.w.completer.send(completed{t: t, c: c})
 		return
 	}
 	for _, rec := range c.extra {
@@ -152,13 +153,16 @@ func (t *task) complete(c completion) {
 			t.w.log.Error("result not stored", zap.String("task_id", rec.TaskID), zap.Error(err))
 		}
 	}
-	err := t.w.results.Write(context.Background(), c.rec, func(err error) { t.written(c, err) })
+	err := t.w.results.Write(context.Background(), c.rec, func(err error) {
+		t.w.completer.send(completed{t: t, c: c, err: err})
+	})
 	if err != nil {
-		t.written(c, err)
+		t.w.completer.send(completed{t: t, c: c, err: err})
 	}
 }
 
-// written is told whether the task's own document is durable.
+// written is told, on the completion goroutine, whether the task's own document is
+// durable.
 func (t *task) written(c completion, err error) {
 	if errors.Is(err, results.ErrUnstorable) {
 		// No form of it will ever be stored: redelivering it would only stop the next

@@ -148,6 +148,9 @@ type Worker struct {
 	broker  Broker
 	results ResultWriter // nil: no result backend
 	pool    *pool.Pool
+	// completer ends finished tasks on the worker's own goroutine: the result writer
+	// hands its reports over instead of doing the worker's bookkeeping.
+	completer *completer
 
 	// retryPublishLog keeps "cannot publish the retry" to a line per broker fault.
 	retryPublishLog quietLog
@@ -212,7 +215,7 @@ func New(cfg Config, reg *tasks.Registry, broker Broker, rw ResultWriter, log *z
 	for k, v := range cfg.TaskLimits {
 		limits[k] = v
 	}
-	return &Worker{cfg: cfg, reg: reg, log: log, broker: broker, results: rw, pool: p,
+	return &Worker{cfg: cfg, reg: reg, log: log, broker: broker, results: rw, pool: p, completer: newCompleter(),
 		running: map[string]*task{}, inflight: map[*task]bool{}, totals: map[string]int64{},
 		byTask: map[string]*TaskCounters{}, limits: limits,
 		rates:           newRateLimiter(cfg.DefaultRateLimit, cfg.RateLimits),
@@ -233,11 +236,13 @@ func (w *Worker) Run(ctx, kill context.Context) error {
 	w.mu.Lock()
 	w.stop, w.started = stop, time.Now()
 	w.mu.Unlock()
+	w.completer.start()
 	if err := w.broker.Start(ctx, w.handle); err != nil {
 		_ = w.pool.Stop(context.Background())
 		if w.results != nil {
 			_ = w.results.Stop(context.Background())
 		}
+		w.completer.stop()
 		if ctx.Err() != nil {
 			return nil // told to stop while still connecting: nothing was taken, nothing lost
 		}
@@ -281,6 +286,7 @@ func (w *Worker) Run(ctx, kill context.Context) error {
 			errs = append(errs, fmt.Errorf("results not flushed: %w", err))
 		}
 	}
+	w.completer.stop() // after the writer, which answers every write it took
 	w.bg.Wait() // retries and parked tasks publish before the connection goes
 	if err := w.broker.Close(); err != nil {
 		errs = append(errs, err)

@@ -65,6 +65,7 @@ type settlement struct {
 // fakeSettler stands in for the AMQP channel: it records acks and rejects.
 type fakeSettler struct {
 	j       *journal
+	gate    chan struct{} // when set, acks and rejects wait for it to close (a slow channel)
 	mu      sync.Mutex
 	byTag   map[uint64][]settlement
 	settled chan settlement
@@ -81,6 +82,9 @@ func (s *fakeSettler) Nack(tag uint64, multiple, requeue bool) error {
 }
 
 func (s *fakeSettler) record(st settlement) {
+	if s.gate != nil {
+		<-s.gate
+	}
 	if st.ack {
 		s.j.add("ack %d", st.tag)
 	} else {
@@ -941,4 +945,25 @@ func TestBackPressureBlocksHandlerWhenPoolFull(t *testing.T) {
 		h.settlement()
 	}
 	require.NoError(t, h.shutdown())
+}
+
+// TestSlowAckDoesNotHoldTheResultWriter: the writer reports a durable document and goes
+// on; the ack runs on the worker's completion goroutine, so a slow AMQP channel does not
+// stall the writer's loop.
+func TestSlowAckDoesNotHoldTheResultWriter(t *testing.T) {
+	h := start(t, manualWrites)
+	h.settler.gate = make(chan struct{})
+	tag := h.send(req(tasks.AddName, int64(2), int64(3)))
+	h.record()
+	answered := make(chan int)
+	go func() { answered <- h.writer.answer(nil) }()
+	select {
+	case n := <-answered:
+		assert.Equal(t, 1, n)
+	case <-time.After(wait):
+		t.Fatal("the writer's report waited for the ack")
+	}
+	close(h.settler.gate)
+	acked(t, h.settlement(), tag)
+	h.settled()
 }
