@@ -82,7 +82,9 @@ func (nullStore) ReplaceMany(context.Context, []string, []bson.Raw) error       
 // costs nothing, callbacks included.
 func BenchmarkResultWriter(b *testing.B) {
 	w := results.NewWriter(nullStore{}, results.Config{BatchSize: 256, FlushInterval: time.Millisecond})
-	w.Start()
+	if err := w.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
 	defer w.Stop(context.Background())
 	var wg sync.WaitGroup
 	done := func(error) { wg.Done() }

@@ -17,18 +17,17 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/spf13/cobra"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/zap"
 
 	"github.com/ccworker/ccworker/canvas"
 	"github.com/ccworker/ccworker/config"
 	"github.com/ccworker/ccworker/control"
-	"github.com/ccworker/ccworker/internal/backoff"
+	"github.com/ccworker/ccworker/node"
 	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
 	"github.com/ccworker/ccworker/results"
 	"github.com/ccworker/ccworker/tasks"
+	pytasks "github.com/ccworker/ccworker/tasks/python"
 	"github.com/ccworker/ccworker/worker"
 )
 
@@ -139,32 +138,76 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 	if err != nil {
 		return usageError{err}
 	}
-	if pyPool != nil {
-		defer func() { // after the worker has stopped
-			ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
-			defer cancel()
-			if err := pyPool.Close(ctx); err != nil {
-				log.Warn("python children killed at shutdown", zap.Error(err))
-			}
-		}()
-	}
-	accept, err := protocol.NewAccept(s.cfg.AcceptContent)
-	if err != nil {
-		return usageError{fmt.Errorf("accept_content: %w", err)}
-	}
-	tlsCfg, err := s.cfg.BrokerTLS(s.brokerURLs[0])
-	if err != nil {
-		return usageError{fmt.Errorf("broker_use_ssl: %w", err)}
-	}
-	router, err := canvas.NewRouter(s.cfg, s.cfg.TaskRoutes)
-	if err != nil {
-		return usageError{fmt.Errorf("task_routes: %w", err)}
-	}
-	sender := &canvas.Sender{Router: router, Origin: s.nodeName}
-
 	warm, cold, stopSignals := signalContexts()
 	defer stopSignals()
+	n, err := newNode(warm, s, o, reg, pyPool, log)
+	if err != nil {
+		if pyPool != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+			defer cancel()
+			_ = pyPool.Close(ctx)
+		}
+		return err
+	}
+	printBanner(cmd.ErrOrStderr(), s, reg)
+	logIgnored(log, s, o)
+	warnKeyPermissions(log, keyFiles(s.cfg, s.mongo))
+	if err := n.Run(warm, cold); err != nil {
+		if errors.Is(err, prefetch.ErrPermanent) || errors.Is(err, node.ErrConfig) {
+			return usageError{err}
+		}
+		return err
+	}
+	st := n.Worker().Counters()
+	log.Info("worker stopped", zap.Uint64("received", st.Received.Load()), zap.Uint64("succeeded", st.Succeeded.Load()),
+		zap.Uint64("failed", st.Failed.Load()), zap.Uint64("rejected", st.Rejected.Load()), zap.Uint64("revoked", st.Revoked.Load()))
+	return nil
+}
 
+// newNode translates the settings into a node.Config, purges the queues when asked (ctx
+// ends the purge's wait for the broker), and builds the node.
+func newNode(ctx context.Context, s *settings, o *workerOptions, reg *tasks.Registry, pyPool *pytasks.Pool,
+	log *zap.Logger) (*node.Node, error) {
+	pcfg, err := brokerConfig(s, log)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	wcfg, err := workerConfig(s, o, reg, pyPool)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	ncfg := node.Config{NodeName: s.nodeName, Version: version, Logger: log, Broker: pcfg, Worker: wcfg,
+		RemoteControl: s.cfg.WorkerEnableRemoteControl, MetricsAddr: o.metrics.addr}
+	if s.mongo != nil {
+		ncfg.Results = &node.Results{Mongo: *s.mongo, Writer: results.Config{
+			BatchSize: s.cfg.ResultBatchSize, FlushInterval: s.cfg.ResultFlushInterval}}
+	}
+	if !(o.withoutHeartbeat && !s.cfg.WorkerSendTaskEvents) {
+		ncfg.Events = &control.EventsConfig{TaskEvents: s.cfg.WorkerSendTaskEvents, WithoutHeartbeat: o.withoutHeartbeat}
+	}
+	if pyPool != nil {
+		ncfg.Python = pyPool
+	}
+	if o.purge {
+		n, err := prefetch.Purge(ctx, pcfg)
+		if err != nil {
+			return nil, fmt.Errorf("purge: %w", err)
+		}
+		log.Warn(fmt.Sprintf("discarded %d messages from %d queue(s)", n, len(s.queues)))
+	}
+	n, err := node.New(ncfg, reg)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return n, nil
+}
+
+// brokerConfig is the consumer's configuration: URLs, TLS (broker_use_ssl), queues.
+func brokerConfig(s *settings, log *zap.Logger) (prefetch.Config, error) {
+	tlsCfg, err := s.cfg.BrokerTLS(s.brokerURLs[0])
+	if err != nil {
+		return prefetch.Config{}, fmt.Errorf("broker_use_ssl: %w", err)
+	}
 	pcfg := prefetch.Config{
 		TLS: tlsCfg, Heartbeat: s.cfg.BrokerHeartbeat, ConnectTimeout: s.cfg.BrokerConnectionTimeout,
 		Queues: s.queues, Prefetch: s.prefetch, ConnectionName: "ccworker " + s.nodeName, Logger: log.Named("broker"),
@@ -175,34 +218,19 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 	for _, u := range s.brokerURLs {
 		pcfg.URLs = append(pcfg.URLs, u.AMQPURI())
 	}
-	if o.purge {
-		n, err := prefetch.Purge(warm, pcfg)
-		if err != nil {
-			return fmt.Errorf("purge: %w", err)
-		}
-		log.Warn(fmt.Sprintf("discarded %d messages from %d queue(s)", n, len(s.queues)))
-	}
-	consumer, err := prefetch.New(pcfg)
+	return pcfg, nil
+}
+
+// workerConfig is the worker's configuration: Celery's task settings and the flags.
+func workerConfig(s *settings, o *workerOptions, reg *tasks.Registry, pyPool *pytasks.Pool) (worker.Config, error) {
+	accept, err := protocol.NewAccept(s.cfg.AcceptContent)
 	if err != nil {
-		return usageError{err}
+		return worker.Config{}, fmt.Errorf("accept_content: %w", err)
 	}
-
-	var writer *results.Writer
-	var reader canvas.ResultReader
-	if s.mongo != nil {
-		client, coll, err := connectResults(warm, *s.mongo, log)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = client.Disconnect(context.Background()) }()
-		store := results.MongoStore{Coll: coll}
-		writer = results.NewWriter(store, results.Config{
-			BatchSize: s.cfg.ResultBatchSize, FlushInterval: s.cfg.ResultFlushInterval, Logger: log.Named("results"),
-		})
-		writer.Start()
-		reader = resultReader{store}
+	router, err := canvas.NewRouter(s.cfg, s.cfg.TaskRoutes)
+	if err != nil {
+		return worker.Config{}, fmt.Errorf("task_routes: %w", err)
 	}
-
 	// Per-task annotations (task_annotations) for every name this worker runs.
 	limits, rates := map[string]worker.Limits{}, map[string]float64{}
 	for _, name := range reg.Names() {
@@ -218,33 +246,6 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 			rates[name] = own.RateLimit
 		}
 	}
-
-	clock := &control.Clock{}
-	revoked := control.NewRevokedFromEnv()
-	// Events and remote control fail over through the same list as the task consumer,
-	// each from its own place in it.
-	dialer, err := prefetch.NewDialer(pcfg)
-	if err != nil {
-		return usageError{err}
-	}
-	// Events and remote control share one connection: two per worker, not three
-	// (bench/README.md, "Connections per worker").
-	shared := control.NewSharedConn(dialer.With("ccworker-control " + s.nodeName).Dial)
-	var events *control.Events
-	if !(o.withoutHeartbeat && !s.cfg.WorkerSendTaskEvents) {
-		events, err = control.NewEvents(nil, control.EventsConfig{Shared: shared,
-			NodeName: s.nodeName, TaskEvents: s.cfg.WorkerSendTaskEvents, WithoutHeartbeat: o.withoutHeartbeat,
-			Clock: clock, SWVersion: version, Logger: log.Named("events"),
-		})
-		if err != nil {
-			return err
-		}
-	}
-
-	var rw worker.ResultWriter
-	if writer != nil {
-		rw = writer
-	}
 	concurrency := s.concurrency
 	if pyPool != nil {
 		// Python tasks wait for a child while holding a goroutine slot: with as many
@@ -252,7 +253,7 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		// up, so the children never idle on the Go side. The children bound Python work.
 		concurrency += pyPool.Processes()
 	}
-	wcfg := worker.Config{
+	return worker.Config{
 		NodeName: s.nodeName, Concurrency: concurrency, Accept: accept,
 		TimeLimit: s.cfg.TaskTimeLimit, SoftTimeLimit: s.cfg.TaskSoftTimeLimit,
 		IgnoreResult: s.cfg.TaskIgnoreResult, StoreErrorsEvenIfIgnored: s.cfg.TaskStoreErrorsEvenIfIgnored,
@@ -269,96 +270,12 @@ func runWorker(cmd *cobra.Command, o *workerOptions) error {
 		MaxTasks:           o.maxTasks,
 		TaskLimits:         limits,
 		RateLimits:         rates,
-		Revoked:            revoked,
-		Canvas:             sender,
+		Canvas:             &canvas.Sender{Router: router, Origin: s.nodeName},
 		QueueFor:           func(name string) prefetch.Queue { return queueFor(s.cfg, name) },
 		BrokerStats:        brokerStats(s),
 		PrefetchCount:      s.prefetch,
 		Conf:               confReport(s),
-	}
-	if events != nil {
-		wcfg.Events = events
-	}
-	w, err := worker.New(wcfg, reg, consumer, rw, log)
-	if err != nil {
-		return err
-	}
-	if reader != nil {
-		// Chords on the MongoDB backend poll with celery.chord_unlock, sent to the
-		// callback's queue: a worker of that queue must run it.
-		unlock := canvas.ChordUnlock(reader, w, sender, 0)
-		if err := reg.RegisterWith(canvas.ChordUnlockName, unlock, tasks.Options{IgnoreResult: true,
-			Doc: "Wait for a chord's header tasks, then send its callback with their results."}); err != nil {
-			return err
-		}
-	}
-	// Task.replace(group) makes a chord whose body is celery.accumulate.
-	if err := reg.RegisterWith(canvas.AccumulateName, canvas.Accumulate,
-		tasks.Options{Doc: "Return args[index], or all args (Celery's built-in)."}); err != nil {
-		return err
-	}
-	printBanner(cmd.ErrOrStderr(), s, reg)
-	logIgnored(log, s, o)
-	warnKeyPermissions(log, keyFiles(s.cfg, s.mongo))
-	// --- metrics (cli/metrics.go): Prometheus /metrics, read at scrape time.
-	stopMetrics, err := o.metrics.start(w, writer, consumer, s.nodeName, log)
-	if err != nil {
-		return err
-	}
-	defer stopMetrics()
-	// --- end metrics
-
-	if events != nil {
-		events.SetCounters(func() (int, int) {
-			c := w.Counters()
-			return len(w.Running()), int(c.Received.Load())
-		})
-		// Not warm: heartbeats go on while the worker drains, and Stop sends worker-offline.
-		events.Start(context.WithoutCancel(warm))
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			events.Stop(ctx) // worker-offline
-		}()
-	}
-	if s.cfg.WorkerEnableRemoteControl {
-		mcfg := control.MailboxConfig{NodeName: s.nodeName, Worker: w, Revoked: revoked, Clock: clock,
-			Logger: log.Named("control"), Version: version, Shared: shared}
-		if events != nil {
-			mcfg.Events = events
-		}
-		mailbox, err := control.NewMailbox(nil, mcfg)
-		if err != nil {
-			return err
-		}
-		mailbox.Start(warm)
-		defer mailbox.Stop()
-	}
-	if err := w.Run(warm, cold); err != nil {
-		if errors.Is(err, prefetch.ErrPermanent) {
-			return usageError{err}
-		}
-		return err
-	}
-	st := w.Counters()
-	log.Info("worker stopped", zap.Uint64("received", st.Received.Load()), zap.Uint64("succeeded", st.Succeeded.Load()),
-		zap.Uint64("failed", st.Failed.Load()), zap.Uint64("rejected", st.Rejected.Load()), zap.Uint64("revoked", st.Revoked.Load()))
-	return nil
-}
-
-// resultReader gives canvas the stored results it polls for chords.
-type resultReader struct{ store results.MongoStore }
-
-func (r resultReader) Results(ctx context.Context, ids []string) (map[string]canvas.Result, error) {
-	got, err := r.store.Results(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]canvas.Result, len(got))
-	for id, st := range got {
-		out[id] = canvas.Result{Status: st.Status, Result: st.Result, Traceback: st.Traceback}
-	}
-	return out, nil
+	}, nil
 }
 
 // brokerStats is stats()["broker"], without the password.
@@ -421,6 +338,43 @@ func nullSeconds(d time.Duration) any {
 
 // resolve merges defaults, the config file, env and flags (flags win) and checks them.
 func resolve(cmd *cobra.Command, o *workerOptions) (*settings, error) {
+	cfg, err := readConfig(cmd, o)
+	if err != nil {
+		return nil, err
+	}
+	s := &settings{cfg: cfg}
+	for _, raw := range cfg.BrokerURLs {
+		u, err := config.ParseBrokerURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("broker URL %s: %w", config.Redact(raw), err)
+		}
+		s.brokerURLs = append(s.brokerURLs, u)
+	}
+	if len(s.brokerURLs) == 0 {
+		return nil, errors.New("no broker URL")
+	}
+	host, _ := os.Hostname()
+	s.nodeName = config.NodeName(o.hostname, host)
+	if err := s.resolvePool(o.pool); err != nil {
+		return nil, err
+	}
+	s.queues, err = queues(cfg, o.queues, o.excludeQueues)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ResultBackend != "" {
+		m, err := cfg.Mongo()
+		if err != nil {
+			return nil, fmt.Errorf("result_backend %s: %w", config.Redact(cfg.ResultBackend), err)
+		}
+		s.mongo = &m
+	}
+	return s, nil
+}
+
+// readConfig reads the config file and env, then applies the flags that override
+// settings.
+func readConfig(cmd *cobra.Command, o *workerOptions) (*config.Config, error) {
 	cfg, err := readConfigFile(cmd.Context(), o)
 	if err != nil {
 		return nil, err
@@ -456,26 +410,17 @@ func resolve(cmd *cobra.Command, o *workerOptions) (*settings, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	return cfg, nil
+}
 
-	s := &settings{cfg: cfg}
-	for _, raw := range cfg.BrokerURLs {
-		u, err := config.ParseBrokerURL(raw)
-		if err != nil {
-			return nil, fmt.Errorf("broker URL %s: %w", config.Redact(raw), err)
-		}
-		s.brokerURLs = append(s.brokerURLs, u)
-	}
-	if len(s.brokerURLs) == 0 {
-		return nil, errors.New("no broker URL")
-	}
-	host, _ := os.Hostname()
-	s.nodeName = config.NodeName(o.hostname, host)
-
+// resolvePool sets the concurrency, the pool's description and the prefetch count.
+func (s *settings) resolvePool(pool string) error {
+	cfg := s.cfg
 	s.concurrency = cfg.WorkerConcurrency
 	if s.concurrency <= 0 {
 		s.concurrency = defaultConcurrency(os.Getenv)
 	}
-	switch p := strings.ToLower(o.pool); p {
+	switch p := strings.ToLower(pool); p {
 	case "goroutine", "":
 		s.poolNote = "goroutines"
 	case "prefork", "processes", "gevent", "eventlet", "threads":
@@ -484,28 +429,16 @@ func resolve(cmd *cobra.Command, o *workerOptions) (*settings, error) {
 		s.concurrency = 1
 		s.poolNote = "goroutines (-P solo: one task at a time)"
 	default:
-		return nil, fmt.Errorf("-P %q: not a pool (goroutine, prefork, processes, gevent, eventlet, threads, solo)", o.pool)
+		return fmt.Errorf("-P %q: not a pool (goroutine, prefork, processes, gevent, eventlet, threads, solo)", pool)
 	}
 	if s.concurrency > 100000 {
-		return nil, fmt.Errorf("-c %d: too large", s.concurrency)
+		return fmt.Errorf("-c %d: too large", s.concurrency)
 	}
 	s.prefetch = s.concurrency * cfg.WorkerPrefetchMultiplier
 	if s.prefetch > 65535 {
 		s.prefetch = 65535 // AMQP's prefetch_count is 16 bits; Celery would silently send 0 (unlimited)
 	}
-
-	s.queues, err = queues(cfg, o.queues, o.excludeQueues)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.ResultBackend != "" {
-		m, err := cfg.Mongo()
-		if err != nil {
-			return nil, fmt.Errorf("result_backend %s: %w", config.Redact(cfg.ResultBackend), err)
-		}
-		s.mongo = &m
-	}
-	return s, nil
+	return nil
 }
 
 // readConfigFile reads --config, else ./celeryconfig.py when it exists (Celery's default loader
@@ -679,37 +612,6 @@ func amqpValue(v any) any {
 		return out
 	}
 	return v
-}
-
-// connectResults connects to MongoDB and creates Celery's date_done index, retrying
-// until the server answers or the worker is told to stop.
-func connectResults(ctx context.Context, m config.MongoBackend, log *zap.Logger) (*mongo.Client, *mongo.Collection, error) {
-	client, err := mongo.Connect(options.Client().ApplyURI(m.URI).SetAppName("ccworker"))
-	if err != nil {
-		return nil, nil, usageError{fmt.Errorf("result backend %s: %w", m.Redacted(), err)}
-	}
-	coll := client.Database(m.Database).Collection(m.Collection)
-	b := backoff.New(backoff.Policy{Min: time.Second, Max: 30 * time.Second})
-	for attempt := 1; ; attempt++ {
-		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = results.EnsureIndex(ictx, coll)
-		cancel()
-		if err == nil {
-			return client, coll, nil
-		}
-		if ctx.Err() != nil {
-			_ = client.Disconnect(context.Background())
-			return nil, nil, fmt.Errorf("result backend %s: %w", m.Redacted(), err)
-		}
-		if cause, ok := results.Permanent(err); ok {
-			_ = client.Disconnect(context.Background())
-			return nil, nil, usageError{fmt.Errorf("result backend %s: %s", m.Redacted(), cause)}
-		}
-		delay := b.Next()
-		log.Warn("cannot reach the result backend; retrying", zap.String("backend", m.Redacted()),
-			zap.Int("attempt", attempt), zap.Duration("next_in", delay), zap.Error(err))
-		_ = backoff.Sleep(ctx, delay) // ctx's end is seen at the top of the loop
-	}
 }
 
 func printBanner(w io.Writer, s *settings, reg *tasks.Registry) {

@@ -71,13 +71,14 @@ type Events struct {
 	mu  sync.Mutex
 	buf []map[string]any
 
-	kick     chan struct{} // the buffer reached BufferLimit: flush now
-	pending  chan struct{} // the buffer got its first event: flush within FlushInterval
-	hbNow    chan struct{}
-	stop     chan struct{}
-	stopOnce sync.Once
-	cancel   context.CancelFunc
-	done     chan struct{}
+	kick      chan struct{} // the buffer reached BufferLimit: flush now
+	pending   chan struct{} // the buffer got its first event: flush within FlushInterval
+	hbNow     chan struct{}
+	stop      chan struct{}
+	stopOnce  sync.Once
+	startOnce sync.Once
+	cancel    context.CancelFunc // set by Start
+	done      chan struct{}
 }
 
 // SetCounters replaces EventsConfig.Counters, for a worker built after its events
@@ -125,29 +126,45 @@ func NewEvents(dial Dialer, cfg EventsConfig) (*Events, error) {
 	return e, nil
 }
 
-// Start runs the dispatcher on its own goroutine, reconnecting with backoff.
-func (e *Events) Start(ctx context.Context) {
-	ctx, e.cancel = context.WithCancel(ctx)
-	e.done = make(chan struct{})
-	go func() {
-		defer close(e.done)
-		runWithReconnect(ctx, e.log, e.cfg.Backoff, e.conn, e.session, e.stop)
-	}()
+// Start runs the dispatcher on its own goroutine until Stop, reconnecting with backoff;
+// ctx only bounds starting (heartbeats go on through a warm shutdown's drain). A second
+// Start does nothing.
+func (e *Events) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.startOnce.Do(func() {
+		run, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		e.mu.Lock()
+		e.cancel, e.done = cancel, done
+		e.mu.Unlock()
+		go func() {
+			defer close(done)
+			runWithReconnect(run, e.log, e.cfg.Backoff, e.conn, e.session, e.stop)
+		}()
+	})
+	return nil
 }
 
 // Stop flushes the buffered task events and sends worker-offline if connected, waiting at
-// most until ctx is done, then closes the connection and ends the goroutine.
-func (e *Events) Stop(ctx context.Context) {
-	if e.cancel == nil {
-		return
+// most until ctx is done, then closes the connection and ends the goroutine. Stop before
+// Start, or twice, is fine.
+func (e *Events) Stop(ctx context.Context) error {
+	e.mu.Lock()
+	cancel, done := e.cancel, e.done
+	e.mu.Unlock()
+	if cancel == nil {
+		return nil
 	}
 	e.stopOnce.Do(func() { close(e.stop) })
 	select {
-	case <-e.done:
+	case <-done:
 	case <-ctx.Done():
 	}
-	e.cancel()
-	<-e.done
+	cancel()
+	<-done
+	return nil
 }
 
 // Dropped counts the task events dropped because the buffer was full.

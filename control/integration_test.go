@@ -30,8 +30,8 @@ func startMailbox(t *testing.T, url, nodeName string, w Worker, ev EventControl)
 	m, err := NewMailbox(dialer(url), MailboxConfig{NodeName: nodeName, Worker: w, Events: ev,
 		Logger: zaptest.NewLogger(t), Version: "test"})
 	require.NoError(t, err)
-	m.Start(context.Background())
-	t.Cleanup(m.Stop)
+	require.NoError(t, m.Start(context.Background()))
+	t.Cleanup(func() { _ = m.Stop(context.Background()) })
 	select {
 	case <-m.Ready():
 	case <-time.After(10 * time.Second):
@@ -158,11 +158,11 @@ func TestIntegrationEventsWithCelery(t *testing.T) {
 		return ""
 	}
 	next("READY")
-	ev.Start(context.Background())
+	require.NoError(t, ev.Start(context.Background()))
 	stopped := false
 	defer func() {
 		if !stopped {
-			ev.Stop(context.Background())
+			_ = ev.Stop(context.Background())
 		}
 	}()
 
@@ -209,7 +209,7 @@ func TestIntegrationEventsWithCelery(t *testing.T) {
 	assert.Zero(t, ev.Dropped())
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	ev.Stop(ctx)
+	require.NoError(t, ev.Stop(ctx))
 	cancel()
 	stopped = true
 	var off struct {
@@ -257,8 +257,8 @@ func TestIntegrationMailboxReconnects(t *testing.T) {
 	}, MailboxConfig{NodeName: nodeName, Worker: newFakeWorker(nodeName), Logger: zaptest.NewLogger(t),
 		Backoff: backoff.Policy{Min: 50 * time.Millisecond}})
 	require.NoError(t, err)
-	m.Start(context.Background())
-	defer m.Stop()
+	require.NoError(t, m.Start(context.Background()))
+	defer func() { _ = m.Stop(context.Background()) }()
 	<-m.Ready()
 	mu.Lock()
 	_ = conns[0].Close()

@@ -66,11 +66,12 @@ type Mailbox struct {
 	mu         sync.Mutex
 	lastQueues []QueueInfo // last non-empty Queues(): active_queues is never empty
 
-	conn   connector
-	cancel context.CancelFunc
-	done   chan struct{}
-	ready  chan struct{}
-	once   sync.Once
+	conn      connector
+	startOnce sync.Once
+	cancel    context.CancelFunc // set by Start
+	done      chan struct{}
+	ready     chan struct{}
+	once      sync.Once
 }
 
 // NewMailbox checks cfg and returns a Mailbox; Start runs it.
@@ -118,24 +119,39 @@ func (m *Mailbox) Clock() *Clock { return m.clock }
 // Ready is closed once the mailbox consumes its queue for the first time.
 func (m *Mailbox) Ready() <-chan struct{} { return m.ready }
 
-// Start runs the mailbox on its own goroutine until Stop (or ctx ends), reconnecting with
-// backoff whenever the connection is lost. Call it once.
-func (m *Mailbox) Start(ctx context.Context) {
-	ctx, m.cancel = context.WithCancel(ctx)
-	m.done = make(chan struct{})
-	go func() {
-		defer close(m.done)
-		runWithReconnect(ctx, m.log, m.cfg.Backoff, m.conn, m.session, nil)
-	}()
+// Start runs the mailbox on its own goroutine until Stop, reconnecting with backoff
+// whenever the connection is lost. It does not wait for the first connection (see
+// Ready); ctx only bounds starting. A second Start does nothing.
+func (m *Mailbox) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.startOnce.Do(func() {
+		run, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		m.mu.Lock()
+		m.cancel, m.done = cancel, done
+		m.mu.Unlock()
+		go func() {
+			defer close(done)
+			runWithReconnect(run, m.log, m.cfg.Backoff, m.conn, m.session, nil)
+		}()
+	})
+	return nil
 }
 
-// Stop stops consuming, closes the connection and waits for the goroutine.
-func (m *Mailbox) Stop() {
-	if m.cancel == nil {
-		return
+// Stop stops consuming, closes the connection and waits for the goroutine (ctx is not
+// needed: closing does not wait for the broker). Stop before Start, or twice, is fine.
+func (m *Mailbox) Stop(ctx context.Context) error {
+	m.mu.Lock()
+	cancel, done := m.cancel, m.done
+	m.mu.Unlock()
+	if cancel == nil {
+		return nil
 	}
-	m.cancel()
-	<-m.done
+	cancel()
+	<-done
+	return nil
 }
 
 // runWithReconnect dials and runs session until ctx ends; it logs each transition once

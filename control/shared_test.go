@@ -56,11 +56,11 @@ func TestSharedConnMailboxStopsFirst(t *testing.T) {
 	shared := NewSharedConn(dialer(url))
 	ev, err := NewEvents(nil, EventsConfig{NodeName: nodeName, Shared: shared, Logger: zaptest.NewLogger(t)})
 	require.NoError(t, err)
-	ev.Start(context.Background())
+	require.NoError(t, ev.Start(context.Background()))
 	m, err := NewMailbox(nil, MailboxConfig{NodeName: nodeName, Worker: newFakeWorker(nodeName), Events: ev,
 		Shared: shared, Logger: zaptest.NewLogger(t), Version: "test"})
 	require.NoError(t, err)
-	m.Start(context.Background())
+	require.NoError(t, m.Start(context.Background()))
 	select {
 	case <-m.Ready():
 	case <-time.After(30 * time.Second):
@@ -77,8 +77,8 @@ func TestSharedConnMailboxStopsFirst(t *testing.T) {
 	conn := shared.conn
 	shared.mu.Unlock()
 
-	m.Stop()
+	require.NoError(t, m.Stop(context.Background()))
 	require.False(t, conn.IsClosed(), "the events still use it")
-	ev.Stop(context.Background())
+	require.NoError(t, ev.Stop(context.Background()))
 	require.True(t, conn.IsClosed())
 }

@@ -116,8 +116,17 @@ func NewWriter(store Store, cfg Config) *Writer {
 	}
 }
 
-// Start starts the flushing goroutine.
-func (w *Writer) Start() { w.started.Do(func() { go w.loop() }) }
+// Start starts the flushing goroutine, which runs until Stop; ctx only bounds
+// starting. A second Start does nothing.
+func (w *Writer) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w.start()
+	return nil
+}
+
+func (w *Writer) start() { w.started.Do(func() { go w.loop() }) }
 
 // Write queues rec; done is called with nil once the write holding it is acknowledged by
 // the server, or with an error if it never will be (the writer stopped first, or the
@@ -150,9 +159,9 @@ func (w *Writer) Write(ctx context.Context, rec *Record, done func(error)) error
 }
 
 // Stop flushes what is queued and stops. If ctx ends first it stops retrying, and the
-// records not yet written get ErrClosed.
+// records not yet written get ErrClosed. Stop before Start, or twice, is fine.
 func (w *Writer) Stop(ctx context.Context) error {
-	w.Start() // a writer never started still has to answer its callbacks
+	w.start() // a writer never started still has to answer its callbacks
 	w.stopped.Do(func() { close(w.stop) })
 	select {
 	case <-w.done:

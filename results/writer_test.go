@@ -86,7 +86,7 @@ func rec(id, status string) *Record {
 func startWriter(t *testing.T, s Store, cfg Config) *Writer {
 	t.Helper()
 	w := NewWriter(s, cfg)
-	w.Start()
+	require.NoError(t, w.Start(context.Background()))
 	t.Cleanup(func() { _ = w.Stop(context.Background()) })
 	return w
 }
@@ -194,7 +194,7 @@ func TestBackPressureBlocksWrite(t *testing.T) {
 	s := newFakeStore()
 	s.block = make(chan struct{})
 	w := NewWriter(s, Config{BatchSize: 2, FlushInterval: time.Millisecond})
-	w.Start()
+	require.NoError(t, w.Start(context.Background()))
 	// One batch is stuck in the store; the queue behind it holds BatchSize more.
 	accepted := 0
 	for i := range 10 {
@@ -216,7 +216,7 @@ func TestBackPressureBlocksWrite(t *testing.T) {
 func TestStopFlushesQueuedRecords(t *testing.T) {
 	s := newFakeStore()
 	w := NewWriter(s, Config{BatchSize: 100, FlushInterval: time.Hour})
-	w.Start()
+	require.NoError(t, w.Start(context.Background()))
 	done := writeAll(t, w, rec("a", StatusSuccess), rec("b", StatusFailure))
 	require.NoError(t, w.Stop(context.Background()))
 	require.NoError(t, <-done)
@@ -229,7 +229,7 @@ func TestStopGivesUpOnADeadStore(t *testing.T) {
 	s := newFakeStore()
 	s.failNext = 1 << 30
 	w := NewWriter(s, Config{BatchSize: 1, Backoff: backoff.Policy{Min: time.Millisecond, Max: 2 * time.Millisecond}})
-	w.Start()
+	require.NoError(t, w.Start(context.Background()))
 	done := writeAll(t, w, rec("a", StatusSuccess))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()

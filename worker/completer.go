@@ -7,8 +7,9 @@ import "sync"
 // worker's bookkeeping and the AMQP acks run on a goroutine the worker owns, and the
 // writer only writes.
 type completer struct {
-	in   chan completed
-	done chan struct{}
+	in        chan completed
+	done      chan struct{}
+	startOnce sync.Once
 
 	mu      sync.RWMutex // held for reading while sending; stop takes it to close in
 	stopped bool
@@ -27,12 +28,14 @@ func newCompleter() *completer {
 
 // start runs the completion goroutine until stop.
 func (c *completer) start() {
-	go func() {
-		defer close(c.done)
-		for x := range c.in {
-			x.t.written(x.c, x.err)
-		}
-	}()
+	c.startOnce.Do(func() {
+		go func() {
+			defer close(c.done)
+			for x := range c.in {
+				x.t.written(x.c, x.err)
+			}
+		}()
+	})
 }
 
 // send hands a completion to the goroutine. After stop (a task abandoned by a shutdown
@@ -50,6 +53,7 @@ func (c *completer) send(x completed) {
 // stop ends what was handed over and waits for the goroutine. It must come after the
 // result writer has stopped, which answers every write it took. Safe to call twice.
 func (c *completer) stop() {
+	c.start() // never started: it still has to end what was handed over
 	c.mu.Lock()
 	if !c.stopped {
 		c.stopped = true

@@ -242,12 +242,7 @@ func (w *Worker) SetRateLimit(task, rate string) error {
 // Shutdown implements control.Worker: a warm shutdown, as SIGTERM does.
 func (w *Worker) Shutdown(reason string) {
 	w.log.Warn("remote shutdown: " + reason)
-	w.mu.Lock()
-	stop := w.stop
-	w.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
+	w.life.askToStop()
 }
 
 // Conf implements control.Worker.

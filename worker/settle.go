@@ -109,6 +109,10 @@ func (t *task) end(v verdict) {
 	}
 	t.w.mu.Lock()
 	delete(t.w.inflight, t)
+	if len(t.w.inflight) == 0 && t.w.emptied != nil {
+		close(t.w.emptied) // a Stop waits for the last task to end
+		t.w.emptied = nil
+	}
 	t.w.mu.Unlock()
 }
 

@@ -24,17 +24,18 @@ import (
 	"github.com/ccworker/ccworker/tasks"
 )
 
-// ResultWriter is what the worker needs of the results writer.
+// ResultWriter is what the worker needs of the results writer. Its owner (node.Node)
+// starts it before the worker and stops it after.
 type ResultWriter interface {
+	// Write queues rec; done reports, once, whether it became durable.
 	Write(ctx context.Context, rec *results.Record, done func(error)) error
-	Stop(ctx context.Context) error
 }
 
-// Broker is what the worker needs of the AMQP consumer.
+// Broker is what the worker needs of the AMQP consumer. Its owner (node.Node) starts it,
+// delivering to Worker.Handle, and closes it after the worker has stopped.
 type Broker interface {
-	Start(ctx context.Context, handle prefetch.Handler) error
+	// StopConsuming stops new deliveries; the connection stays open for the acks.
 	StopConsuming()
-	Close() error
 	// Publish sends a message and returns once the broker has confirmed it.
 	Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error
 	// Park moves a delivery to a broker-side delay queue that returns it by until.
@@ -163,10 +164,12 @@ type Worker struct {
 	mu       sync.Mutex
 	running  map[string]*task // by task id, for revoke(terminate=True) and inspection
 	inflight map[*task]bool   // received and not yet settled, for inspection
+	emptied  chan struct{}    // closed when inflight becomes empty while stopping
 	totals   map[string]int64 // tasks accepted, by name (stats)
 	byTask   map[string]*TaskCounters
 	limits   map[string]Limits // per-task time limits, changed by the time_limit command
-	stop     context.CancelFunc
+
+	life lifecycle // Start, Stop, Done (lifecycle.go)
 
 	rates    *rateLimiter
 	started  time.Time
@@ -219,84 +222,17 @@ func New(cfg Config, reg *tasks.Registry, broker Broker, rw ResultWriter, log *z
 		running: map[string]*task{}, inflight: map[*task]bool{}, totals: map[string]int64{},
 		byTask: map[string]*TaskCounters{}, limits: limits,
 		rates:           newRateLimiter(cfg.DefaultRateLimit, cfg.RateLimits),
-		retryPublishLog: quietLog{window: 30 * time.Second}}, nil
+		retryPublishLog: quietLog{window: 30 * time.Second}, life: newLifecycle()}, nil
 }
 
 // Counters returns the worker's counters.
 func (w *Worker) Counters() *Stats { return &w.stats }
 
-// Run consumes until ctx is done, then shuts down warmly: it stops consuming, lets
-// running tasks finish (at most DrainTimeout), flushes results and acks, and closes.
-// If kill is done first, the drain is cut short: running tasks are abandoned and their
-// messages go back to the queue. Run returns an error only if starting failed or the
-// drain was cut short.
-func (w *Worker) Run(ctx, kill context.Context) error {
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	w.mu.Lock()
-	w.stop, w.started = stop, time.Now()
-	w.mu.Unlock()
-	w.completer.start()
-	if err := w.broker.Start(ctx, w.handle); err != nil {
-		_ = w.pool.Stop(context.Background())
-		if w.results != nil {
-			_ = w.results.Stop(context.Background())
-		}
-		w.completer.stop()
-		if ctx.Err() != nil {
-			return nil // told to stop while still connecting: nothing was taken, nothing lost
-		}
-		return err
-	}
-	// Celery's line, printed once the worker really consumes: scripts wait for it.
-	w.log.Info(fmt.Sprintf("%s ready.", w.cfg.NodeName))
-	w.lastSeen.Store(time.Now().UnixNano())
-	var watcher sync.WaitGroup
-	defer watcher.Wait()
-	ended := make(chan struct{})
-	defer close(ended) // runs before watcher.Wait
-	if w.cfg.AckGuard > 0 {
-		watcher.Add(1)
-		go func() {
-			defer watcher.Done()
-			w.guardAcks(kill, ended)
-		}()
-	}
-	if w.cfg.MaxIdle > 0 {
-		watcher.Add(1)
-		go func() {
-			defer watcher.Done()
-			w.watchIdle(ctx, stop)
-		}()
-	}
-	<-ctx.Done()
-	w.log.Info("warm shutdown: no new tasks; waiting for running ones", zap.Duration("timeout", w.cfg.DrainTimeout))
-	w.broker.StopConsuming()
-	w.etaWait.Wait()
-	defer w.bg.Wait()
-
-	drain, cancel := context.WithTimeout(kill, w.cfg.DrainTimeout)
-	defer cancel()
-	var errs []error
-	if err := w.pool.Stop(drain); err != nil {
-		errs = append(errs, fmt.Errorf("running tasks did not finish: %w", err))
-	}
-	if w.results != nil {
-		if err := w.results.Stop(drain); err != nil {
-			errs = append(errs, fmt.Errorf("results not flushed: %w", err))
-		}
-	}
-	w.completer.stop() // after the writer, which answers every write it took
-	w.bg.Wait() // retries and parked tasks publish before the connection goes
-	if err := w.broker.Close(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
-// handle is called by the broker for each delivery, one goroutine per queue. It blocks
-// while the pool is full: that is the back-pressure that keeps the prefetch bounded.
-func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
+// Handle is the broker's prefetch.Handler: it is called for each delivery, one goroutine
+// per queue. It blocks while the pool is full: that is the back-pressure that keeps the
+// prefetch bounded. ctx ends when consuming stops; a task not yet running is then left
+// for redelivery.
+func (w *Worker) Handle(ctx context.Context, d *prefetch.Delivery) {
 	w.lastSeen.Store(time.Now().UnixNano())
 	if max := w.cfg.MaxTasks; max > 0 {
 		n := w.taken.Add(1)
@@ -305,10 +241,7 @@ func (w *Worker) handle(ctx context.Context, d *prefetch.Delivery) {
 		}
 		if n == max {
 			w.log.Info(fmt.Sprintf("took %d tasks (--max-tasks): stopping after them", max))
-			w.mu.Lock()
-			stop := w.stop
-			w.mu.Unlock()
-			defer stop()
+			defer w.life.askToStop()
 		}
 	}
 	w.stats.Received.Add(1)
@@ -383,18 +316,16 @@ func (w *Worker) taskLimits(task string) Limits {
 	return w.limits[task]
 }
 
-// guardAcks acks the messages that have stayed unacked for AckGuard. It runs until kill
-// (it must go on during a warm shutdown's drain, when long tasks are still running) or
-// until Run returns.
-func (w *Worker) guardAcks(kill context.Context, ended <-chan struct{}) {
+// guardAcks acks the messages that have stayed unacked for AckGuard. It runs until
+// Stop returns (it must go on during a warm shutdown's drain, when long tasks are still
+// running).
+func (w *Worker) guardAcks(ended <-chan struct{}) {
 	// A tenth of the guard, at most 10 s: with the 25 min default an idle worker wakes for it
 	// every 10 s, not every second, and a guard ack is at most 10 s late.
 	tick := time.NewTicker(min(max(w.cfg.AckGuard/10, 10*time.Millisecond), 10*time.Second))
 	defer tick.Stop()
 	for {
 		select {
-		case <-kill.Done():
-			return
 		case <-ended:
 			return
 		case <-tick.C:
@@ -408,13 +339,13 @@ func (w *Worker) guardAcks(kill context.Context, ended <-chan struct{}) {
 	}
 }
 
-// watchIdle stops the worker once no task has arrived for MaxIdle and none is in flight.
-func (w *Worker) watchIdle(ctx context.Context, stop context.CancelFunc) {
+// watchIdle asks to stop once no task has arrived for MaxIdle and none is in flight.
+func (w *Worker) watchIdle(stopping <-chan struct{}) {
 	tick := time.NewTicker(min(max(w.cfg.MaxIdle/4, 10*time.Millisecond), time.Second))
 	defer tick.Stop()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-stopping:
 			return
 		case <-tick.C:
 			idle := time.Since(time.Unix(0, w.lastSeen.Load()))
@@ -427,7 +358,7 @@ func (w *Worker) watchIdle(ctx context.Context, stop context.CancelFunc) {
 			}
 			if idle >= w.cfg.MaxIdle {
 				w.log.Info(fmt.Sprintf("no task for %s (--max-idle): stopping", w.cfg.MaxIdle))
-				stop()
+				w.life.askToStop()
 				return
 			}
 		}

@@ -102,12 +102,11 @@ func (s *fakeSettler) of(tag uint64) []settlement {
 	return append([]settlement(nil), s.byTag[tag]...)
 }
 
-// fakeBroker implements worker.Broker: Start keeps the handler so the test can inject
-// deliveries.
+// fakeBroker implements worker.Broker; the harness plays its owner (node.Node): it
+// starts it with the worker's Handle and closes it after the worker has stopped.
 type fakeBroker struct {
-	j        *journal
-	startErr error
-	started  chan struct{}
+	j       *journal
+	started chan struct{}
 
 	consume context.Context
 	cancel  context.CancelFunc
@@ -197,10 +196,7 @@ func newFakeBroker(j *journal) *fakeBroker {
 	return &fakeBroker{j: j, started: make(chan struct{}), consume: ctx, cancel: cancel}
 }
 
-func (b *fakeBroker) Start(ctx context.Context, handle prefetch.Handler) error {
-	if b.startErr != nil {
-		return b.startErr
-	}
+func (b *fakeBroker) Start(handle prefetch.Handler) error {
 	b.handle = handle
 	close(b.started)
 	return nil
@@ -352,12 +348,21 @@ func start(t *testing.T, opts ...option) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	kill, killCancel := context.WithCancel(context.Background())
 	h.ctx, h.cancel, h.kill = ctx, cancel, killCancel
-	go func() { h.runErr <- w.Run(ctx, kill) }()
-	select {
-	case <-h.broker.started:
-	case <-time.After(wait):
-		t.Fatal("worker did not start the broker")
-	}
+	require.NoError(t, w.Start(ctx))
+	go func() {
+		select { // as Run does, but started before the test delivers
+		case <-ctx.Done():
+		case <-w.Done():
+		}
+		err := w.Stop(kill)
+		// The owner's part, after the worker: flush the results, close the broker.
+		if h.writer != nil {
+			_ = h.writer.Stop(context.Background())
+		}
+		_ = h.broker.Close()
+		h.runErr <- err
+	}()
+	require.NoError(t, h.broker.Start(w.Handle))
 	// Registered after goleak's check, so it runs first.
 	t.Cleanup(func() {
 		if !h.finished {
@@ -846,6 +851,13 @@ func TestWarmShutdownWaitsForRunningTaskAndFlushes(t *testing.T) {
 	assert.False(t, h.broker.closed.Load(), "the connection stays open for the running task's ack")
 
 	close(release)
+	h.record()
+	select {
+	case err := <-h.runErr:
+		t.Fatalf("Run returned (%v) before the result was durable", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	require.Equal(t, 1, h.writer.answer(nil))
 	var err error
 	select {
 	case err = <-h.runErr:
@@ -859,9 +871,8 @@ func TestWarmShutdownWaitsForRunningTaskAndFlushes(t *testing.T) {
 	require.Len(t, rec, 1)
 	assert.Equal(t, results.StatusSuccess, rec[0].Status)
 	require.Equal(t, []settlement{{tag: tag, ack: true}}, h.settler.of(tag))
-	ack, closed := h.j.index(fmt.Sprintf("ack %d", tag)), h.j.index("close")
-	assert.True(t, ack >= 0 && ack < closed, "acked before the broker closes: %q", h.j.all())
-	assert.Less(t, h.j.index("results stop"), closed)
+	ack, stopped := h.j.index(fmt.Sprintf("ack %d", tag)), h.j.index("results stop")
+	assert.True(t, ack >= 0 && ack < stopped, "acked before Run returns: %q", h.j.all())
 }
 
 func TestKillCutsShutdownShort(t *testing.T) {
@@ -902,18 +913,17 @@ func TestDrainTimeoutCutsShutdownShort(t *testing.T) {
 	assert.Contains(t, err.Error(), "did not finish")
 }
 
-func TestStartErrorIsReturned(t *testing.T) {
+func TestStopBeforeStartAndTwice(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	j := &journal{}
 	b := newFakeBroker(j)
-	b.startErr = fmt.Errorf("%w: ACCESS_REFUSED", prefetch.ErrPermanent)
-	reg := tasks.NewRegistry()
 	w := &fakeWriter{j: j, auto: true, written: make(chan *results.Record, 1)}
-	wk, err := worker.New(worker.Config{Concurrency: 1}, reg, b, w, nil)
+	wk, err := worker.New(worker.Config{Concurrency: 1}, tasks.NewRegistry(), b, w, nil)
 	require.NoError(t, err)
-	err = wk.Run(context.Background(), context.Background())
-	require.ErrorIs(t, err, prefetch.ErrPermanent)
-	assert.True(t, w.stopped)
+	require.NoError(t, wk.Stop(context.Background()))
+	require.NoError(t, wk.Stop(context.Background()))
+	assert.True(t, b.stopped.Load(), "consuming stopped")
+	assert.False(t, b.closed.Load(), "the broker is its owner's to close")
 }
 
 func TestNewRejectsZeroConcurrency(t *testing.T) {
