@@ -349,3 +349,30 @@ func TestPyHelpers(t *testing.T) {
 	assert.Equal(t, "amqp://g:**@h:1/v", maskURL("amqp://g:p@h:1/v"))
 	assert.Equal(t, "amqp://h//", maskURL("amqp://h//"))
 }
+
+// TestLifecycleShape: the mailbox and the events dispatcher stop before Start, twice,
+// and after a Start whose context has since ended (it only bounds starting).
+func TestLifecycleShape(t *testing.T) {
+	m, _, _ := newTestMailbox(t)
+	e, err := NewEvents(func(context.Context) (*amqp.Connection, error) { return nil, fmt.Errorf("none") },
+		EventsConfig{NodeName: node, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	require.NoError(t, err)
+	ctx := context.Background()
+	for _, s := range []interface {
+		Start(context.Context) error
+		Stop(context.Context) error
+	}{m, e} {
+		require.NoError(t, s.Stop(ctx), "before Start")
+		startCtx, cancel := context.WithCancel(ctx)
+		require.NoError(t, s.Start(startCtx))
+		require.NoError(t, s.Start(startCtx), "a second Start does nothing")
+		cancel() // the part runs on until Stop
+		stopCtx, cancelStop := context.WithTimeout(ctx, 5*time.Second)
+		require.NoError(t, s.Stop(stopCtx))
+		require.NoError(t, s.Stop(stopCtx), "twice")
+		cancelStop()
+		done, cancelDone := context.WithCancel(ctx)
+		cancelDone()
+		require.Error(t, s.Start(done), "a Start whose context has ended fails")
+	}
+}

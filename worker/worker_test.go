@@ -977,3 +977,31 @@ func TestSlowAckDoesNotHoldTheResultWriter(t *testing.T) {
 	acked(t, h.settlement(), tag)
 	h.settled()
 }
+
+// TestRunReturnsWhenTheWorkerAsksToStop: Run (for a worker whose broker the caller runs)
+// stops when the worker asks to (here --max-tasks), after the task has been acked.
+func TestRunReturnsWhenTheWorkerAsksToStop(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	j := &journal{}
+	b := newFakeBroker(j)
+	settler := &fakeSettler{j: j, byTag: map[uint64][]settlement{}, settled: make(chan settlement, 1)}
+	reg := tasks.NewRegistry()
+	require.NoError(t, tasks.RegisterBuiltins(reg))
+	w, err := worker.New(worker.Config{Concurrency: 1, MaxTasks: 1}, reg, b, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, b.Start(w.Handle))
+	ran := make(chan error, 1)
+	go func() { ran <- w.Run(context.Background(), context.Background()) }()
+	m, err := protocol.EncodeV2(req(tasks.NoopName))
+	require.NoError(t, err)
+	b.handle(b.consume, prefetch.NewDelivery(prefetch.Delivery{Queue: "celery", ContentType: m.ContentType,
+		ContentEncoding: m.ContentEncoding, Headers: amqp.Table(m.Headers), Body: m.Body, Tag: 1}, settler))
+	select {
+	case err := <-ran:
+		require.NoError(t, err)
+	case <-time.After(wait):
+		t.Fatal("Run did not return after --max-tasks")
+	}
+	assert.Equal(t, []settlement{{tag: 1, ack: true}}, settler.of(1))
+	assert.Zero(t, w.Gauges().InFlight)
+}
