@@ -62,3 +62,24 @@ func TestTrackStarted(t *testing.T) {
 		return s.countDocs(t, bson.D{{Key: "_id", Value: ids[0]}, {Key: "status", Value: "SUCCESS"}}) == 1
 	}, 10*time.Second, 50*time.Millisecond, "then SUCCESS, never STARTED again")
 }
+
+// TestEarlyAckedTaskLetsMaxIdleStop is #12's bug seen from outside: with --early-ack a
+// finished task stayed in the worker's in-flight table, so --max-idle never ended it
+// (and inspect active listed the task for ever).
+func TestEarlyAckedTaskLetsMaxIdleStop(t *testing.T) {
+	needCelery(t)
+	s := newSetup(t)
+	ids := s.publish(t, "ccworker.add", "[2, 3]", 1) // queued first: the idle clock cannot win
+	w := spawn(t, "--config", s.config, "-Q", s.queue, "-c", "2", "-l", "INFO", "-n", nodePattern,
+		"--early-ack", "--max-idle", "3s")
+	require.Eventually(t, func() bool {
+		return s.countDocs(t, bson.D{{Key: "_id", Value: ids[0]}, {Key: "status", Value: "SUCCESS"}}) == 1
+	}, 30*time.Second, 50*time.Millisecond, "the task ran")
+	code, ok := w.wait(30 * time.Second)
+	if !ok {
+		w.stop(t)
+	}
+	require.True(t, ok, "the idle worker did not stop")
+	assert.Equal(t, 0, code)
+	assert.Equal(t, 0, readyCount(t, s.amqpURL, s.queue), "the message was acked")
+}
