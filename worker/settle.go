@@ -205,9 +205,15 @@ func (t *task) stored(c completion) {
 			} else {
 				t.w.log.Debug("cannot publish the retry; the task goes back to its queue", fields...)
 			}
-			t.end(verdictRequeue)
+			t.settleLater(verdictRequeue)
 			return
 		}
-		t.end(verdictAck)
+		t.settleLater(verdictAck)
 	}()
+}
+
+// settleLater ends the task with v on the completion goroutine, like every other end
+// that settles a message after the task's work (a retry published, a task parked).
+func (t *task) settleLater(v verdict) {
+	t.w.completer.send(completed{t: t, c: completion{verdict: v}})
 }

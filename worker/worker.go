@@ -453,7 +453,7 @@ func (w *Worker) park(ctx context.Context, t *task, h tasks.Handler) {
 		defer w.bg.Done()
 		err := w.parkOnce(t)
 		if err == nil {
-			t.end(verdictAck)
+			t.settleLater(verdictAck)
 			return
 		}
 		if errors.Is(err, prefetch.ErrStale) || t.d.Stale() {
@@ -477,7 +477,7 @@ func (w *Worker) park(ctx context.Context, t *task, h tasks.Handler) {
 		case <-time.After(time.Second): // not a tight redelivery loop while the broker refuses parks
 		case <-ctx.Done():
 		}
-		t.end(verdictRequeue)
+		t.settleLater(verdictRequeue)
 	}()
 }
 
@@ -512,7 +512,7 @@ func (w *Worker) holdParking(ctx context.Context, t *task, h tasks.Handler) {
 			}
 			err := w.parkOnce(t)
 			if err == nil {
-				t.end(verdictAck)
+				t.settleLater(verdictAck)
 				return
 			}
 			if t.d.Stale() {
