@@ -1,6 +1,9 @@
-// Package worker wires the rooms together: deliveries from prefetch are decoded, checked
-// (registered? expired? due?), run on the pool, turned into result documents for the
-// results writer, and acknowledged once their document is durable.
+// Package worker runs Celery tasks: deliveries handed to Handle are decoded, checked
+// (registered? expired? due?), run on the pool, their outcomes turned into result
+// documents for the results writer, and acknowledged once their document is durable.
+// A task's life is one state machine (settle.go); finished tasks are ended on the
+// worker's own completion goroutine (completer.go). The broker and the result writer
+// are its owner's (node.Node) to start and stop.
 package worker
 
 import (
