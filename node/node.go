@@ -150,7 +150,7 @@ func (n *Node) Start(ctx context.Context) error {
 			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
 			_ = n.Stop(stopCtx) // every part's Stop is fine before its Start
-			return err // the parts' errors say where they come from
+			return err          // the parts' errors say where they come from
 		}
 	}
 	// Celery's line, printed once the worker really consumes: scripts wait for it.
