@@ -75,11 +75,11 @@ func TestEarlyAckedTaskLetsMaxIdleStop(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return s.countDocs(t, bson.D{{Key: "_id", Value: ids[0]}, {Key: "status", Value: "SUCCESS"}}) == 1
 	}, 30*time.Second, 50*time.Millisecond, "the task ran")
-	code, ok := w.wait(30 * time.Second)
+	code, ok := w.Wait(30 * time.Second)
 	if !ok {
-		w.stop(t)
+		w.Stop(t)
 	}
 	require.True(t, ok, "the idle worker did not stop")
 	assert.Equal(t, 0, code)
-	assert.Equal(t, 0, readyCount(t, s.amqpURL, s.queue), "the message was acked")
+	assert.Equal(t, 0, testharness.ReadyCount(t, s.amqpURL, s.queue), "the message was acked")
 }
