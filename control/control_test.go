@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/ccworker/ccworker/internal/backoff"
 	"github.com/ccworker/ccworker/protocol"
 )
 
@@ -355,7 +356,7 @@ func TestPyHelpers(t *testing.T) {
 func TestLifecycleShape(t *testing.T) {
 	m, _, _ := newTestMailbox(t)
 	e, err := NewEvents(func(context.Context) (*amqp.Connection, error) { return nil, fmt.Errorf("none") },
-		EventsConfig{NodeName: node, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+		EventsConfig{NodeName: node, Backoff: backoff.Policy{Min: time.Millisecond, Max: time.Millisecond}})
 	require.NoError(t, err)
 	ctx := context.Background()
 	for _, s := range []interface {
