@@ -23,7 +23,7 @@ type built struct {
 	events   *control.Events
 	consumer *consumerPart
 	worker   *worker.Worker
-	mailbox  *control.Mailbox
+	mailbox  *mailboxPart
 	grace    time.Duration
 	pyGrace  time.Duration
 }
@@ -142,7 +142,7 @@ func (n *Node) joinWorker(b *built, reg *tasks.Registry, clock *control.Clock) e
 		if err != nil {
 			return err
 		}
-		b.mailbox = m
+		b.mailbox = &mailboxPart{Mailbox: m, log: cfg.Logger}
 	}
 	if cfg.MetricsAddr != "" {
 		b.metrics = &metricsPart{addr: cfg.MetricsAddr, log: cfg.Logger, collector: func() *metrics.Collector {
@@ -167,6 +167,33 @@ func (p *consumerPart) Start(ctx context.Context) error { return p.c.Start(ctx, 
 
 // Stop closes the connection: whatever is unacked goes back to its queue.
 func (p *consumerPart) Stop(context.Context) error { return p.c.Close() }
+
+// mailboxPart is remote control. Its Start waits (a little) for the pidbox to consume, so
+// that "ready." is logged once inspect and control commands are answered: scripts wait
+// for that line, then ask.
+type mailboxPart struct {
+	*control.Mailbox
+	log *zap.Logger
+}
+
+// mailboxReadyWait bounds the wait: a broker slow to take the pidbox does not hold the
+// worker back (remote control then answers once connected).
+const mailboxReadyWait = 10 * time.Second
+
+func (p *mailboxPart) Start(ctx context.Context) error {
+	if err := p.Mailbox.Start(ctx); err != nil {
+		return err
+	}
+	t := time.NewTimer(mailboxReadyWait)
+	defer t.Stop()
+	select {
+	case <-p.Ready():
+	case <-t.C:
+		p.log.Warn("remote control is not consuming its queue yet; starting without waiting for it")
+	case <-ctx.Done():
+	}
+	return nil
+}
 
 // metricsPart serves /metrics, read at scrape time.
 type metricsPart struct {
