@@ -53,6 +53,7 @@ task_default_queue = '%[5]s'
 task_default_exchange = '%[5]s'
 task_default_exchange_type = 'topic'
 task_default_routing_key = '%[5]s'
+ccworker_builtin_tasks = True  # ccworker.add/flaky beside the command task
 ccworker_commands = {'qq.mark': {'argv': 'echo {0} ccworker >> %[6]s', 'shell': True}}
 `, q.vhostURL, s.mongoURL, s.db.Name(), collection, s.queue, q.marks)
 	require.NoError(t, os.WriteFile(s.config, []byte(text), 0o600))

@@ -132,7 +132,8 @@ func TestTimeLimitsFromTheMessage(t *testing.T) {
 	hard, err := parseCallOut(stdout)
 	require.NoError(t, err)
 	assert.Equal(t, "TimeLimitExceeded", hard.ExcType, "%+v", hard)
-	assert.Equal(t, []any{json.Number("1.0")}, hard.ExcMessage)
+	// Celery's argument is the limit as the message carries it: the client sent 1.
+	assert.Equal(t, []any{json.Number("1")}, hard.ExcMessage)
 }
 
 // A Python client's 64-bit integer header (py-amqp writes the AMQP type 'L', which
