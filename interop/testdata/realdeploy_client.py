@@ -37,7 +37,15 @@ def main():
     out = {'celery': celery.__version__}
 
     # Both children busy: add(expires=1.5) is taken only after it expired.
-    busy = [send('mylib.tasks.slow', args=[3]) for _ in range(2)]
+    busy = [send('mylib.tasks.slow', args=[5]) for _ in range(2)]
+    # Send add only once both slow tasks are running: sent together, any of the three may
+    # reach a free child first.
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        active = node_reply(app.control.inspect([a.node], timeout=1).active(), a.node) or []
+        if {b.id for b in busy} <= {t.get('id') for t in active}:
+            break
+    time.sleep(0.3)
     out['expired_behind_busy'] = outcome(send('mylib.tasks.add', args=[1, 1], expires=1.5))
     for b in busy:
         b.get(timeout=30)
