@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -87,6 +88,11 @@ type remoteEnv struct {
 func (e *remoteEnv) cli(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	full := append(append([]string{}, args...), "-b", e.broker, "--result-backend", e.backend)
+	// Addressed to the running node, the command returns as soon as it replies; the default
+	// 1 s is too short for a Python worker on a loaded machine ("No nodes replied").
+	if (args[0] == "inspect" || args[0] == "control") && slices.Contains(args, e.node) && !slices.Contains(args, "-t") {
+		full = append(full, "-t", "15")
+	}
 	cmd := exec.Command(e.bin, full...)
 	cmd.Env = e.env
 	cmd.Dir = t.TempDir()
@@ -257,13 +263,18 @@ func exercise(t *testing.T, e *remoteEnv, done <-chan struct{}, logs *lockedBuff
 		assert.Contains(t, out, "->  "+e.node+": OK")
 		code, out, errOut = e.cli(t, "control", "cancel_consumer", extra, "-d", e.node)
 		require.Equal(t, 0, code, out+errOut)
-		if conn, err := amqp.Dial(e.broker); err == nil {
-			if ch, err := conn.Channel(); err == nil {
-				_, _ = ch.QueueDelete(extra, false, false, false)
-				_ = ch.ExchangeDelete(extra, false, false)
+		// Deleted when the test ends, not now: a Celery worker whose consumer of the
+		// queue is not yet cancelled sees the deletion as a consumer cancel and
+		// reconnects, and the broadcasts sent meanwhile never reach it.
+		t.Cleanup(func() {
+			if conn, err := amqp.Dial(e.broker); err == nil {
+				if ch, err := conn.Channel(); err == nil {
+					_, _ = ch.QueueDelete(extra, false, false, false)
+					_ = ch.ExchangeDelete(extra, false, false)
+				}
+				_ = conn.Close()
 			}
-			_ = conn.Close()
-		}
+		})
 	})
 	timed("control revoke", func() {
 		code, out, errOut := e.cli(t, "control", "revoke", "0000-not-a-task", "-d", e.node)
