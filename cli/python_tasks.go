@@ -136,7 +136,8 @@ func startPythonPool(ctx context.Context, cfg *config.Config, o *pythonOptions, 
 
 // pythonTaskOptions are a Python task's own options, as Celery's pool applies them.
 func pythonTaskOptions(t pytasks.TaskInfo) (tasks.Options, error) {
-	o := tasks.Options{Doc: t.Doc, IgnoreResult: t.IgnoreResult}
+	o := tasks.Options{Doc: t.Doc, IgnoreResult: t.IgnoreResult,
+		AcksLate: t.AcksLate, TrackStarted: t.TrackStarted, RejectOnWorkerLost: t.RejectOnWorkerLost}
 	if t.TimeLimit != nil && *t.TimeLimit > 0 {
 		o.TimeLimit = time.Duration(*t.TimeLimit * float64(time.Second))
 	}

@@ -140,6 +140,10 @@ type Options struct {
 	TimeLimit, SoftTimeLimit time.Duration
 	// RateLimit is the task's own rate limit in tasks per second; zero = the worker's.
 	RateLimit float64
+	// AcksLate, TrackStarted and RejectOnWorkerLost are the task's own acks_late,
+	// track_started and reject_on_worker_lost (@task(acks_late=False)); nil = the
+	// worker's setting, as a Celery task attribute left unset takes the app's.
+	AcksLate, TrackStarted, RejectOnWorkerLost *bool
 }
 
 // Registry maps task names to handlers. Register everything before the worker starts;

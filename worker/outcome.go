@@ -57,7 +57,7 @@ func (t *task) classify(o pool.Outcome) completion {
 		return t.retry(o, r)
 	case errors.As(o.Err, &chordErr):
 		return t.chordFailed(chordErr)
-	case errors.Is(o.Err, tasks.ErrWorkerLost) && t.w.cfg.RejectOnWorkerLost:
+	case errors.Is(o.Err, tasks.ErrWorkerLost) && t.w.rejectsOnWorkerLost(t.req.Task):
 		t.w.log.Warn("the process running the task died; requeued (task_reject_on_worker_lost)",
 			zap.String("task_id", t.req.ID), zap.Error(o.Err))
 		if ev := t.w.cfg.Events; ev != nil {

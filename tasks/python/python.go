@@ -89,6 +89,11 @@ type TaskInfo struct {
 	TimeLimit     *float64 `json:"time_limit"`
 	SoftTimeLimit *float64 `json:"soft_time_limit"`
 	RateLimit     any      `json:"rate_limit"`
+	// The task's own acks_late, track_started and reject_on_worker_lost (decorator or
+	// task_annotations); nil = the worker's setting.
+	AcksLate           *bool `json:"acks_late"`
+	TrackStarted       *bool `json:"track_started"`
+	RejectOnWorkerLost *bool `json:"reject_on_worker_lost"`
 }
 
 // WorkerLostError is the error of a task whose child process died while running it: the

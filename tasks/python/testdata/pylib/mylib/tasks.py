@@ -90,6 +90,12 @@ def request_headers(self):
             'delivery_info': self.request.delivery_info, 'lang': getattr(self.request, 'lang', None)}
 
 
+@shared_task(acks_late=False, track_started=True, reject_on_worker_lost=True)
+def early():
+    """Acked at start, STARTED stored, requeued if its child dies: its decorator says so."""
+    return 'early'
+
+
 @shared_task(soft_time_limit=1, time_limit=5, rate_limit='10/m')
 def limited(seconds):
     """Sleep, unless the soft time limit of its decorator interrupts it."""
