@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -110,6 +111,7 @@ func startPythonPool(ctx context.Context, cfg *config.Config, o *pythonOptions, 
 			}
 			return cfg.TaskTimeLimit
 		},
+		Env:      brokerEnv(cfg),
 		LogLevel: strings.ToUpper(loglevel), Logger: plog,
 	})
 	if err != nil {
@@ -132,6 +134,27 @@ func startPythonPool(ctx context.Context, cfg *config.Config, o *pythonOptions, 
 	plog.Info("python tasks registered", zap.Strings("modules", mods), zap.Strings("tasks", names),
 		zap.String("python", o.interpreter))
 	return p, nil
+}
+
+// brokerEnv tells the children the worker's broker, so that what a task publishes
+// (Task.replace, apply_async) goes where the worker consumes, whatever file or flag
+// named it: CELERY_BROKER_URL (the failover list joined with ';', as kombu reads it),
+// which Celery prefers to any broker_url, and broker_use_ssl and
+// broker_failover_strategy, which the bridge sets on every app.
+func brokerEnv(cfg *config.Config) []string {
+	var env []string
+	if len(cfg.BrokerURLs) > 0 {
+		env = append(env, config.EnvBrokerURL+"="+strings.Join(cfg.BrokerURLs, ";"))
+	}
+	if cfg.BrokerUseSSL != nil {
+		if b, err := json.Marshal(cfg.BrokerUseSSL); err == nil {
+			env = append(env, pytasks.EnvBrokerUseSSL+"="+string(b))
+		}
+	}
+	if cfg.BrokerFailoverStrategy != "" {
+		env = append(env, pytasks.EnvBrokerFailoverStrategy+"="+cfg.BrokerFailoverStrategy)
+	}
+	return env
 }
 
 // pythonTaskOptions are a Python task's own options, as Celery's pool applies them.

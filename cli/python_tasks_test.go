@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ccworker/ccworker/config"
 	pytasks "github.com/ccworker/ccworker/tasks/python"
 )
 
@@ -23,4 +24,14 @@ func TestPythonTaskOptionsCarryAcksAndTracking(t *testing.T) {
 	o, err = pythonTaskOptions(pytasks.TaskInfo{Name: "y"})
 	require.NoError(t, err)
 	assert.Nil(t, o.AcksLate, "unset: the worker's setting")
+}
+
+func TestBrokerEnvForPythonChildren(t *testing.T) {
+	cfg := config.Default()
+	cfg.BrokerURLs = []string{"amqps://u:p@a:5671//", "amqps://u:p@b:5671//"}
+	cfg.BrokerUseSSL = map[string]any{"certfile": "/c.pem", "cert_reqs": int64(2)}
+	cfg.BrokerFailoverStrategy = "shuffle"
+	assert.Equal(t, []string{"CELERY_BROKER_URL=amqps://u:p@a:5671//;amqps://u:p@b:5671//",
+		pytasks.EnvBrokerUseSSL + `={"cert_reqs":2,"certfile":"/c.pem"}`,
+		pytasks.EnvBrokerFailoverStrategy + "=shuffle"}, brokerEnv(cfg))
 }

@@ -159,6 +159,18 @@ def own_options(task):
     return {k: bool(own[k]) if k in own else None for k in OWN_OPTIONS}
 
 
+def worker_broker(app):
+    # The worker's broker settings, whatever file or flag gave them: a task publishes
+    # (Task.replace, apply_async) where the worker consumes. CELERY_BROKER_URL is read by
+    # Celery itself.
+    ssl = os.environ.get('CCWORKER_BROKER_USE_SSL')
+    if ssl:
+        app.conf.broker_use_ssl = json.loads(ssl)
+    strategy = os.environ.get('CCWORKER_BROKER_FAILOVER_STRATEGY')
+    if strategy:
+        app.conf.broker_failover_strategy = strategy
+
+
 def publish_replacements():
     # Tasks run with is_eager=True so that self.retry() raises instead of publishing (ccworker
     # re-sends the task). Task.replace must publish its replacement as in a worker, then
@@ -274,6 +286,7 @@ def load(modules):
             a.finalize(auto=True)
         except Exception:  # noqa: BLE001 - a half-configured app has no tasks to offer
             continue
+        worker_broker(a)
         for name, task in a.tasks.items():
             if name.startswith('celery.') or name in tasks:
                 continue

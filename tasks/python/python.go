@@ -43,6 +43,15 @@ var bridgeSource string
 // BridgeSource returns the bridge script the children run.
 func BridgeSource() string { return bridgeSource }
 
+// The environment variables that carry the worker's broker TLS settings (broker_use_ssl
+// as JSON) and failover strategy to the children, which set them on every Celery app so
+// that a task publishes (Task.replace, apply_async) as the worker consumes. The broker
+// URL itself goes in CELERY_BROKER_URL, which Celery reads.
+const (
+	EnvBrokerUseSSL           = "CCWORKER_BROKER_USE_SSL"
+	EnvBrokerFailoverStrategy = "CCWORKER_BROKER_FAILOVER_STRATEGY"
+)
+
 // ErrClosed is returned by a handler once the pool is closed.
 var ErrClosed = errors.New("python: pool closed")
 

@@ -442,3 +442,21 @@ func TestOwnOptionsFromAnnotationsNotSettings(t *testing.T) {
 	require.Contains(t, byName, "mylib.tasks.limited")
 	assert.Nil(t, other.AcksLate, "task_acks_late is the worker's setting, not the task's")
 }
+
+// The worker's broker (CELERY_BROKER_URL, broker_use_ssl, broker_failover_strategy)
+// reaches the task's app, over a celeryconfig.py that names another broker.
+func TestWorkerBrokerReachesTheApp(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "celeryconfig.py"),
+		[]byte("imports = ('mylib.tasks',)\nbroker_url = 'amqp://elsewhere//'\n"), 0o600))
+	p, _ := newPool(t, func(c *Config) {
+		c.Dir, c.Imports = dir, nil
+		c.Env = append(c.Env, "CELERY_BROKER_URL=amqps://u:p@a:5671//;amqps://u:p@b:5671//",
+			EnvBrokerUseSSL+`={"ca_certs": "/ca.pem", "cert_reqs": 2}`, EnvBrokerFailoverStrategy+"=shuffle")
+	})
+	v, err := run(t, p, "mylib.tasks.broker_conf", call("b1"))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"broker_url": "amqps://u:p@a:5671//;amqps://u:p@b:5671//",
+		"broker_use_ssl":           map[string]any{"ca_certs": "/ca.pem", "cert_reqs": 2.0},
+		"broker_failover_strategy": "shuffle"}, decode(t, v))
+}

@@ -126,3 +126,11 @@ def replaced_group(self, x):
     """Replace itself with a group: [x + 1, x + 2]."""
     from celery import group
     raise self.replace(group(add.s(x, 1), add.s(x, 2)))
+
+
+@shared_task(bind=True)
+def broker_conf(self):
+    """The broker this task would publish to (Task.replace, apply_async)."""
+    conf = self.app.conf
+    return {'broker_url': conf.broker_url, 'broker_use_ssl': conf.broker_use_ssl,
+            'broker_failover_strategy': conf.broker_failover_strategy}
