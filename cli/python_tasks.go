@@ -160,7 +160,10 @@ func brokerEnv(cfg *config.Config) []string {
 // pythonTaskOptions are a Python task's own options, as Celery's pool applies them.
 func pythonTaskOptions(t pytasks.TaskInfo) (tasks.Options, error) {
 	o := tasks.Options{Doc: t.Doc, IgnoreResult: t.IgnoreResult,
-		AcksLate: t.AcksLate, TrackStarted: t.TrackStarted, RejectOnWorkerLost: t.RejectOnWorkerLost}
+		AcksLate: t.AcksLate, TrackStarted: t.TrackStarted, RejectOnWorkerLost: t.RejectOnWorkerLost, Attrs: t.Attrs}
+	if o.Attrs == nil {
+		o.Attrs = map[string]string{} // a Python task reports its own: no Go defaults
+	}
 	if t.TimeLimit != nil && *t.TimeLimit > 0 {
 		o.TimeLimit = time.Duration(*t.TimeLimit * float64(time.Second))
 	}

@@ -144,6 +144,9 @@ type Options struct {
 	// track_started and reject_on_worker_lost (@task(acks_late=False)); nil = the
 	// worker's setting, as a Celery task attribute left unset takes the app's.
 	AcksLate, TrackStarted, RejectOnWorkerLost *bool
+	// Attrs are other attributes of the task as Python's str() writes them (a Python
+	// task's max_retries, serializer, ...), for `inspect registered`.
+	Attrs map[string]string
 }
 
 // Registry maps task names to handlers. Register everything before the worker starts;

@@ -80,7 +80,7 @@ def main():
         # ccworker applies the limits as Celery's pool does.
         dict({'name': name, 'doc': task.__doc__, 'ignore_result': bool(task.ignore_result),
               'time_limit': task.time_limit, 'soft_time_limit': task.soft_time_limit,
-              'rate_limit': task.rate_limit}, **own_options(task))
+              'rate_limit': task.rate_limit, 'attrs': task_attrs(task)}, **own_options(task))
         for name, task in sorted(tasks.items())]})
 
     for line in requests:
@@ -157,6 +157,26 @@ def own_options(task):
     except Exception:  # noqa: BLE001 - an annotation Celery itself would refuse
         pass
     return {k: bool(own[k]) if k in own else None for k in OWN_OPTIONS}
+
+
+def task_attrs(task):
+    # The task's plain attributes as str() writes them, which `inspect registered` shows
+    # (Celery: '{name} [{attr}={str(value)} ...]'); None, methods and properties left out.
+    import inspect
+    attrs = {}
+    for name in dir(task):
+        if name.startswith('_'):
+            continue
+        try:
+            static = inspect.getattr_static(task, name)
+            if callable(static) or isinstance(static, (property, classmethod, staticmethod)):
+                continue
+            value = getattr(task, name)
+        except Exception:  # noqa: BLE001 - an attribute that cannot be read is not shown
+            continue
+        if isinstance(value, (str, int, float, bool, tuple, list, dict)):
+            attrs[name] = str(value)
+    return attrs
 
 
 def worker_broker(app):

@@ -103,6 +103,9 @@ type TaskInfo struct {
 	AcksLate           *bool `json:"acks_late"`
 	TrackStarted       *bool `json:"track_started"`
 	RejectOnWorkerLost *bool `json:"reject_on_worker_lost"`
+	// Attrs are the task's plain attributes as Python's str() writes them (max_retries,
+	// serializer, ...; None left out), for `inspect registered`.
+	Attrs map[string]string `json:"attrs"`
 }
 
 // WorkerLostError is the error of a task whose child process died while running it: the

@@ -102,6 +102,16 @@ func TestTasksDiscovered(t *testing.T) {
 	assert.Nil(t, byName["mylib.tasks.add"].AcksLate)
 	assert.Nil(t, byName["mylib.tasks.add"].TrackStarted)
 	assert.Nil(t, byName["mylib.tasks.add"].RejectOnWorkerLost)
+	// Plain attributes as str() writes them, for `inspect registered`.
+	attrs := lim.Attrs
+	assert.Equal(t, "3", attrs["max_retries"])
+	assert.Equal(t, "180", attrs["default_retry_delay"])
+	assert.Equal(t, "10/m", attrs["rate_limit"])
+	assert.Equal(t, "1", attrs["soft_time_limit"])
+	assert.Equal(t, "json", attrs["serializer"])
+	assert.NotContains(t, attrs, "request", "properties are left out")
+	assert.NotContains(t, attrs, "priority", "None is left out")
+	assert.NotContains(t, attrs, "run")
 }
 
 func TestAddAndRequest(t *testing.T) {
