@@ -124,5 +124,10 @@ func checkRealDeployment(t *testing.T, out map[string]any) {
 	assert.Contains(t, doc, "mylib.tasks.add [__doc__=Add two numbers.]")
 	assert.Contains(t, doc, "mylib.tasks.fail", "no docstring: the bare name, as Celery")
 	assert.Contains(t, out["registered_name"], "mylib.tasks.add [name=mylib.tasks.add]")
+	// Other attributes as Celery writes them; acks_late as this worker applies it (late by
+	// default, the decorator's acks_late=False early).
+	attrs := out["registered_attrs"]
+	assert.Contains(t, attrs, "mylib.tasks.limited [rate_limit=10/m max_retries=3 acks_late=True]")
+	assert.Contains(t, attrs, "mylib.tasks.early [max_retries=3 acks_late=False]")
 	assert.Equal(t, true, out["conf_with_defaults_has_hijack"])
 }

@@ -66,6 +66,7 @@ def main():
     out['registered'] = node_reply(i.registered(), a.node)
     out['registered_doc'] = node_reply(i.registered('__doc__'), a.node)
     out['registered_name'] = node_reply(i.registered('name'), a.node)
+    out['registered_attrs'] = node_reply(i.registered('rate_limit', 'max_retries', 'acks_late'), a.node)
     conf = node_reply(i.conf(with_defaults=True), a.node) or {}
     out['conf_with_defaults_has_hijack'] = 'worker_hijack_root_logger' in conf
     emit(out)
