@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -176,4 +177,19 @@ func pythonTaskOptions(t pytasks.TaskInfo) (tasks.Options, error) {
 	}
 	o.RateLimit = r
 	return o, nil
+}
+
+// annotateAcks applies task_annotations' acks_late, track_started and
+// reject_on_worker_lost to task name: as in Celery, an annotation overrides the task's
+// own attribute.
+func annotateAcks(reg *tasks.Registry, cfg *config.Config, name string) {
+	acks, track, lost := cfg.TaskAnnotationBool(name, "acks_late"), cfg.TaskAnnotationBool(name, "track_started"),
+		cfg.TaskAnnotationBool(name, "reject_on_worker_lost")
+	if acks == nil && track == nil && lost == nil {
+		return
+	}
+	reg.Annotate(name, func(o *tasks.Options) {
+		o.AcksLate, o.TrackStarted, o.RejectOnWorkerLost = cmp.Or(acks, o.AcksLate), cmp.Or(track, o.TrackStarted),
+			cmp.Or(lost, o.RejectOnWorkerLost)
+	})
 }

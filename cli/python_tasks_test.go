@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ccworker/ccworker/config"
+	"github.com/ccworker/ccworker/tasks"
 	pytasks "github.com/ccworker/ccworker/tasks/python"
 )
 
@@ -34,4 +36,26 @@ func TestBrokerEnvForPythonChildren(t *testing.T) {
 	assert.Equal(t, []string{"CELERY_BROKER_URL=amqps://u:p@a:5671//;amqps://u:p@b:5671//",
 		pytasks.EnvBrokerUseSSL + `={"cert_reqs":2,"certfile":"/c.pem"}`,
 		pytasks.EnvBrokerFailoverStrategy + "=shuffle"}, brokerEnv(cfg))
+}
+
+// task_annotations' acks_late, track_started and reject_on_worker_lost reach Go and
+// command tasks, over a task's own option as in Celery.
+func TestAnnotateAcks(t *testing.T) {
+	reg := tasks.NewRegistry()
+	yes := true
+	noop := func(context.Context, *tasks.Call) (any, error) { return nil, nil }
+	require.NoError(t, reg.RegisterWith("t.own", noop, tasks.Options{AcksLate: &yes, TrackStarted: &yes}))
+	require.NoError(t, reg.Register("t.plain", noop))
+	cfg := config.Default()
+	cfg.TaskAnnotations = map[string]map[string]any{"t.own": {"acks_late": false}, "*": {"reject_on_worker_lost": true}}
+	for _, n := range reg.Names() {
+		annotateAcks(reg, cfg, n)
+	}
+	own := reg.Options("t.own")
+	assert.False(t, *own.AcksLate, "the annotation wins")
+	assert.True(t, *own.TrackStarted, "kept")
+	assert.True(t, *own.RejectOnWorkerLost)
+	plain := reg.Options("t.plain")
+	assert.Nil(t, plain.AcksLate)
+	assert.True(t, *plain.RejectOnWorkerLost)
 }

@@ -188,6 +188,19 @@ func (r *Registry) Options(name string) Options {
 	return r.options[name]
 }
 
+// Annotate changes the options of the task registered under name (not an alias), as
+// Celery's task_annotations change a task's attributes; it reports whether there is
+// such a task. Call it before the worker starts.
+func (r *Registry) Annotate(name string, f func(*Options)) bool {
+	o, ok := r.options[name]
+	if !ok {
+		return false
+	}
+	f(&o)
+	r.options[name] = o
+	return true
+}
+
 // Alias makes name run target's handler (for example a Celery task name such as
 // cybercomq.tasks.tasks.add served by ccworker.add).
 func (r *Registry) Alias(name, target string) error {
