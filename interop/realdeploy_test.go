@@ -108,6 +108,12 @@ func checkRealDeployment(t *testing.T, out map[string]any) {
 	assert.Equal(t, "TimeLimitExceeded", hard["exc_type"], "%v", hard)
 	assert.Equal(t, []any{json.Number("1")}, hard["exc_args"], "Celery's argument: the limit as sent (1, not 1.0)")
 
+	for k, want := range map[string]string{"starmap": "4", "map": `["finished","finished"]`} {
+		r := get(k)
+		assert.Equal(t, "SUCCESS", r["state"], "%s: %v", k, r)
+		assert.Equal(t, want, compactValue(t, r["result"]), k)
+	}
+
 	exp := get("expired_behind_busy")
 	assert.Equal(t, "REVOKED", exp["state"], "%v", exp)
 	assert.Equal(t, "TaskRevokedError", exp["exc_type"])

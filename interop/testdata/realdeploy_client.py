@@ -60,6 +60,14 @@ def main():
     out['replace_chain'] = outcome(send('mylib.tasks.replaced_chain', args=[2]))
     out['replace_group'] = outcome(send('mylib.tasks.replaced_group', args=[2]))
     out['hard_limit'] = outcome(send('mylib.tasks.slow', args=[10], time_limit=1))
+    # task.map / task.starmap: Celery's built-in celery.map and celery.starmap, in a chain.
+    add = app.signature('mylib.tasks.add')
+    out['starmap'] = outcome(celery.chain(
+        app.signature('mylib.tasks.add', args=(1, 1), immutable=True),
+        celery.canvas.xstarmap(add, [(1, 2), (3, 4)]),
+        app.signature('mylib.tasks.add', args=(2, 2), immutable=True)).apply_async(), timeout=20)
+    out['map'] = outcome(celery.canvas.xmap(app.signature('mylib.tasks.slow'), [0, 0]).apply_async(),
+                         timeout=20)
 
 
     i = app.control.inspect(timeout=2, destination=[a.node])
