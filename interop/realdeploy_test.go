@@ -108,7 +108,8 @@ func checkRealDeployment(t *testing.T, out map[string]any) {
 	assert.Equal(t, "TimeLimitExceeded", hard["exc_type"], "%v", hard)
 	assert.Equal(t, []any{json.Number("1")}, hard["exc_args"], "Celery's argument: the limit as sent (1, not 1.0)")
 
-	for k, want := range map[string]string{"starmap": "4", "map": `["finished","finished"]`} {
+	for k, want := range map[string]string{"starmap": "4", "map": `["finished","finished"]`,
+		"chunks": "[[3,7],[11]]"} {
 		r := get(k)
 		assert.Equal(t, "SUCCESS", r["state"], "%s: %v", k, r)
 		assert.Equal(t, want, compactValue(t, r["result"]), k)

@@ -66,6 +66,11 @@ def main():
         app.signature('mylib.tasks.add', args=(1, 1), immutable=True),
         celery.canvas.xstarmap(add, [(1, 2), (3, 4)]),
         app.signature('mylib.tasks.add', args=(2, 2), immutable=True)).apply_async(), timeout=20)
+    chunks = celery.canvas.chunks(add, [(1, 2), (3, 4), (5, 6)], 2).apply_async()  # a GroupResult
+    try:
+        out['chunks'] = {'result': chunks.get(timeout=20), 'state': 'SUCCESS' if chunks.successful() else 'FAILURE'}
+    except Exception as e:
+        out['chunks'] = dict(exc_info(e), state='FAILURE')
     out['map'] = outcome(celery.canvas.xmap(app.signature('mylib.tasks.slow'), [0, 0]).apply_async(),
                          timeout=20)
 
