@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -110,6 +112,7 @@ func startPythonPool(ctx context.Context, cfg *config.Config, o *pythonOptions, 
 			}
 			return cfg.TaskTimeLimit
 		},
+		Env:      brokerEnv(cfg),
 		LogLevel: strings.ToUpper(loglevel), Logger: plog,
 	})
 	if err != nil {
@@ -134,9 +137,34 @@ func startPythonPool(ctx context.Context, cfg *config.Config, o *pythonOptions, 
 	return p, nil
 }
 
+// brokerEnv tells the children the worker's broker, so that what a task publishes
+// (Task.replace, apply_async) goes where the worker consumes, whatever file or flag
+// named it: CELERY_BROKER_URL (the failover list joined with ';', as kombu reads it),
+// which Celery prefers to any broker_url, and broker_use_ssl and
+// broker_failover_strategy, which the bridge sets on every app.
+func brokerEnv(cfg *config.Config) []string {
+	var env []string
+	if len(cfg.BrokerURLs) > 0 {
+		env = append(env, config.EnvBrokerURL+"="+strings.Join(cfg.BrokerURLs, ";"))
+	}
+	if cfg.BrokerUseSSL != nil {
+		if b, err := json.Marshal(cfg.BrokerUseSSL); err == nil {
+			env = append(env, pytasks.EnvBrokerUseSSL+"="+string(b))
+		}
+	}
+	if cfg.BrokerFailoverStrategy != "" {
+		env = append(env, pytasks.EnvBrokerFailoverStrategy+"="+cfg.BrokerFailoverStrategy)
+	}
+	return env
+}
+
 // pythonTaskOptions are a Python task's own options, as Celery's pool applies them.
 func pythonTaskOptions(t pytasks.TaskInfo) (tasks.Options, error) {
-	o := tasks.Options{Doc: t.Doc, IgnoreResult: t.IgnoreResult}
+	o := tasks.Options{Doc: t.Doc, IgnoreResult: t.IgnoreResult,
+		AcksLate: t.AcksLate, TrackStarted: t.TrackStarted, RejectOnWorkerLost: t.RejectOnWorkerLost, Attrs: t.Attrs}
+	if o.Attrs == nil {
+		o.Attrs = map[string]string{} // a Python task reports its own: no Go defaults
+	}
 	if t.TimeLimit != nil && *t.TimeLimit > 0 {
 		o.TimeLimit = time.Duration(*t.TimeLimit * float64(time.Second))
 	}
@@ -149,4 +177,19 @@ func pythonTaskOptions(t pytasks.TaskInfo) (tasks.Options, error) {
 	}
 	o.RateLimit = r
 	return o, nil
+}
+
+// annotateAcks applies task_annotations' acks_late, track_started and
+// reject_on_worker_lost to task name: as in Celery, an annotation overrides the task's
+// own attribute.
+func annotateAcks(reg *tasks.Registry, cfg *config.Config, name string) {
+	acks, track, lost := cfg.TaskAnnotationBool(name, "acks_late"), cfg.TaskAnnotationBool(name, "track_started"),
+		cfg.TaskAnnotationBool(name, "reject_on_worker_lost")
+	if acks == nil && track == nil && lost == nil {
+		return
+	}
+	reg.Annotate(name, func(o *tasks.Options) {
+		o.AcksLate, o.TrackStarted, o.RejectOnWorkerLost = cmp.Or(acks, o.AcksLate), cmp.Or(track, o.TrackStarted),
+			cmp.Or(lost, o.RejectOnWorkerLost)
+	})
 }

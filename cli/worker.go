@@ -234,6 +234,7 @@ func workerConfig(s *settings, o *workerOptions, reg *tasks.Registry, pyPool *py
 	// Per-task annotations (task_annotations) for every name this worker runs.
 	limits, rates := map[string]worker.Limits{}, map[string]float64{}
 	for _, name := range reg.Names() {
+		annotateAcks(reg, s.cfg, name)
 		hard, soft := s.cfg.TaskTimeLimits(name)
 		// A task's own options (a Python task's decorator) come first, as in Celery.
 		own := reg.Options(name)

@@ -73,3 +73,18 @@ func (c *Config) TaskRateLimit(task string) float64 {
 	}
 	return c.TaskDefaultRateLimit
 }
+
+// TaskAnnotationBool returns the boolean annotation key (acks_late, track_started,
+// reject_on_worker_lost, ...) of task, its own else that of "*"; nil when unset or not a
+// bool.
+func (c *Config) TaskAnnotationBool(task, key string) *bool {
+	for _, name := range []string{task, "*"} {
+		if v, ok := c.TaskAnnotations[name][key]; ok {
+			if b, ok := v.(bool); ok {
+				return &b
+			}
+			return nil
+		}
+	}
+	return nil
+}

@@ -52,3 +52,18 @@ task_routes = {'ccworker.*': {'queue': 'remote'}}
 	_, err = FromValues(map[string]any{"task_annotations": map[string]any{"t": map[string]any{"rate_limit": "fast"}}}, mapEnv(nil))
 	require.Error(t, err)
 }
+
+func TestTaskAnnotationBool(t *testing.T) {
+	src := `
+task_annotations = {'t.early': {'acks_late': False}, '*': {'track_started': True}, 't.odd': {'acks_late': 1}}
+`
+	m, err := pyliteral.Parse("c.py", []byte(src), mapEnv(nil))
+	require.NoError(t, err)
+	c, err := FromValues(m.Values, mapEnv(nil))
+	require.NoError(t, err)
+	require.NotNil(t, c.TaskAnnotationBool("t.early", "acks_late"))
+	require.False(t, *c.TaskAnnotationBool("t.early", "acks_late"))
+	require.True(t, *c.TaskAnnotationBool("t.early", "track_started"), "the '*' annotation")
+	require.Nil(t, c.TaskAnnotationBool("t.other", "acks_late"))
+	require.Nil(t, c.TaskAnnotationBool("t.odd", "acks_late"), "not a bool")
+}

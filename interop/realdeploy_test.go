@@ -108,6 +108,13 @@ func checkRealDeployment(t *testing.T, out map[string]any) {
 	assert.Equal(t, "TimeLimitExceeded", hard["exc_type"], "%v", hard)
 	assert.Equal(t, []any{json.Number("1")}, hard["exc_args"], "Celery's argument: the limit as sent (1, not 1.0)")
 
+	for k, want := range map[string]string{"starmap": "4", "map": `["finished","finished"]`,
+		"chunks": "[[3,7],[11]]"} {
+		r := get(k)
+		assert.Equal(t, "SUCCESS", r["state"], "%s: %v", k, r)
+		assert.Equal(t, want, compactValue(t, r["result"]), k)
+	}
+
 	exp := get("expired_behind_busy")
 	assert.Equal(t, "REVOKED", exp["state"], "%v", exp)
 	assert.Equal(t, "TaskRevokedError", exp["exc_type"])
@@ -124,5 +131,10 @@ func checkRealDeployment(t *testing.T, out map[string]any) {
 	assert.Contains(t, doc, "mylib.tasks.add [__doc__=Add two numbers.]")
 	assert.Contains(t, doc, "mylib.tasks.fail", "no docstring: the bare name, as Celery")
 	assert.Contains(t, out["registered_name"], "mylib.tasks.add [name=mylib.tasks.add]")
+	// Other attributes as Celery writes them; acks_late as this worker applies it (late by
+	// default, the decorator's acks_late=False early).
+	attrs := out["registered_attrs"]
+	assert.Contains(t, attrs, "mylib.tasks.limited [rate_limit=10/m max_retries=3 acks_late=True]")
+	assert.Contains(t, attrs, "mylib.tasks.early [max_retries=3 acks_late=False]")
 	assert.Equal(t, true, out["conf_with_defaults_has_hijack"])
 }

@@ -127,6 +127,15 @@ func (n *Node) joinWorker(b *built, reg *tasks.Registry, clock *control.Clock) e
 		tasks.Options{Doc: "Return args[index], or all args (Celery's built-in)."}); err != nil {
 		return err
 	}
+	// task.map(it) and task.starmap(it) send celery.map and celery.starmap.
+	if err := reg.RegisterWith(canvas.MapName, canvas.Map(reg.Lookup, false),
+		tasks.Options{Doc: "Run a task on every item (Celery's built-in)."}); err != nil {
+		return err
+	}
+	if err := reg.RegisterWith(canvas.StarmapName, canvas.Map(reg.Lookup, true),
+		tasks.Options{Doc: "Run a task on every tuple of arguments (Celery's built-in)."}); err != nil {
+		return err
+	}
 	if b.events != nil {
 		b.events.SetCounters(func() (int, int) {
 			return len(w.Running()), int(w.Counters().Received.Load())

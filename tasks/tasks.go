@@ -140,6 +140,13 @@ type Options struct {
 	TimeLimit, SoftTimeLimit time.Duration
 	// RateLimit is the task's own rate limit in tasks per second; zero = the worker's.
 	RateLimit float64
+	// AcksLate, TrackStarted and RejectOnWorkerLost are the task's own acks_late,
+	// track_started and reject_on_worker_lost (@task(acks_late=False)); nil = the
+	// worker's setting, as a Celery task attribute left unset takes the app's.
+	AcksLate, TrackStarted, RejectOnWorkerLost *bool
+	// Attrs are other attributes of the task as Python's str() writes them (a Python
+	// task's max_retries, serializer, ...), for `inspect registered`.
+	Attrs map[string]string
 }
 
 // Registry maps task names to handlers. Register everything before the worker starts;
@@ -179,6 +186,19 @@ func (r *Registry) Options(name string) Options {
 		name = t
 	}
 	return r.options[name]
+}
+
+// Annotate changes the options of the task registered under name (not an alias), as
+// Celery's task_annotations change a task's attributes; it reports whether there is
+// such a task. Call it before the worker starts.
+func (r *Registry) Annotate(name string, f func(*Options)) bool {
+	o, ok := r.options[name]
+	if !ok {
+		return false
+	}
+	f(&o)
+	r.options[name] = o
+	return true
 }
 
 // Alias makes name run target's handler (for example a Celery task name such as

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ccworker/ccworker/protocol"
@@ -202,4 +203,16 @@ func TestCallHeaderAndProperties(t *testing.T) {
 	_, ok = none.Header("id")
 	require.False(t, ok)
 	require.Empty(t, none.Properties())
+}
+
+func TestAnnotate(t *testing.T) {
+	r := NewRegistry()
+	require.NoError(t, r.RegisterWith("t", func(context.Context, *Call) (any, error) { return nil, nil }, Options{Doc: "d"}))
+	require.NoError(t, r.Alias("a", "t"))
+	no := false
+	assert.True(t, r.Annotate("t", func(o *Options) { o.AcksLate = &no }))
+	assert.False(t, *r.Options("a").AcksLate, "an alias has its target's options")
+	assert.Equal(t, "d", r.Options("t").Doc)
+	assert.False(t, r.Annotate("a", func(*Options) {}), "only a registered name")
+	assert.False(t, r.Annotate("none", func(*Options) {}))
 }

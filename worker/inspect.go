@@ -98,11 +98,7 @@ func (w *Worker) Registered() []control.TaskMeta {
 	names := w.reg.Names()
 	out := make([]control.TaskMeta, 0, len(names))
 	for _, n := range names {
-		m := control.TaskMeta{Name: n}
-		if doc := w.reg.Options(n).Doc; doc != "" {
-			m.Attrs = map[string]string{"__doc__": doc}
-		}
-		out = append(out, m)
+		out = append(out, control.TaskMeta{Name: n, Attrs: w.taskAttrs(n)})
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -57,7 +58,7 @@ func (t *task) classify(o pool.Outcome) completion {
 		return t.retry(o, r)
 	case errors.As(o.Err, &chordErr):
 		return t.chordFailed(chordErr)
-	case errors.Is(o.Err, tasks.ErrWorkerLost) && t.w.cfg.RejectOnWorkerLost:
+	case errors.Is(o.Err, tasks.ErrWorkerLost) && t.w.rejectsOnWorkerLost(t.req.Task):
 		t.w.log.Warn("the process running the task died; requeued (task_reject_on_worker_lost)",
 			zap.String("task_id", t.req.ID), zap.Error(o.Err))
 		if ev := t.w.cfg.Events; ev != nil {
@@ -84,8 +85,7 @@ func (t *task) succeeded(o pool.Outcome) completion {
 		var err error
 		children, err = t.dispatch(o.Value)
 		if err != nil {
-			return t.failed(o, &tasks.Exception{Module: "celery.exceptions", Type: "ChordError",
-				Args: []any{fmt.Sprintf("cannot send the callbacks of %s: %v", t.req.ID, err)}})
+			return t.failed(o, undeliverable(t.req.ID, err), canvas.Unsent(t.req)...)
 		}
 	}
 	if t.w.cfg.LogTasks {
@@ -117,7 +117,9 @@ func (t *task) chordFailed(ce *canvas.ChordError) completion {
 	return completion{rec: rec, verdict: verdictAck}
 }
 
-func (t *task) failed(o pool.Outcome, exc *tasks.Exception) completion {
+// failed stores FAILURE exc for the task, the remaining chain steps and unsent: the
+// tasks its callbacks would have run, had they been sent.
+func (t *task) failed(o pool.Outcome, exc *tasks.Exception, unsent ...string) completion {
 	t.w.stats.Failed.Add(1)
 	t.count(func(c *TaskCounters) *atomic.Uint64 { return &c.Failed })
 	tb := exc.Traceback
@@ -132,6 +134,11 @@ func (t *task) failed(o pool.Outcome, exc *tasks.Exception) completion {
 	var chainIDs []string
 	if len(t.req.Chain) > 0 || len(t.req.Errbacks) > 0 {
 		chainIDs = t.failCanvas()
+	}
+	for _, id := range unsent {
+		if !slices.Contains(chainIDs, id) {
+			chainIDs = append(chainIDs, id)
+		}
 	}
 	c := completion{verdict: verdictAck}
 	if t.w.cfg.RejectOnFailure {

@@ -49,3 +49,13 @@ func (r *rateLimiter) reserve(task string, now time.Time) time.Duration {
 	r.next[task] = next.Add(time.Duration(float64(time.Second) / rate))
 	return next.Sub(now)
 }
+
+// rate returns task's rate in tasks per second (0 = unlimited).
+func (r *rateLimiter) rate(task string) float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rate, ok := r.rates[task]; ok {
+		return rate
+	}
+	return r.def
+}

@@ -403,3 +403,57 @@ func TestIgnoredTaskIsAckedWithoutResult(t *testing.T) {
 	h.noRecord(100 * time.Millisecond)
 	require.NoError(t, h.shutdown())
 }
+
+func withOptions(name string, fn tasks.Handler, o tasks.Options) option {
+	return func(_ *worker.Config, h *harness) { require.NoError(h.t, h.reg.RegisterWith(name, fn, o)) }
+}
+
+func add(_ context.Context, c *tasks.Call) (any, error) { return int64(len(c.Args)), nil }
+
+// A task's own acks_late=False (its decorator's) acks at start on a worker that acks late.
+func TestTaskAcksLateFalseAcksEarly(t *testing.T) {
+	no := false
+	h := start(t, manualWrites, withOptions("own.early", add, tasks.Options{AcksLate: &no}))
+	tag := h.send(req("own.early"))
+	acked(t, h.settlement(), tag)
+	assert.Equal(t, results.StatusSuccess, h.record().Status)
+	h.writer.answer(nil)
+}
+
+// A task's own acks_late=True keeps it late on a worker that acks early.
+func TestTaskAcksLateTrueOverridesEarlyAck(t *testing.T) {
+	yes := true
+	h := start(t, manualWrites, withConfig(func(c *worker.Config) { c.EarlyAck = true }),
+		withOptions("own.late", add, tasks.Options{AcksLate: &yes}))
+	tag := h.send(req("own.late"))
+	assert.Equal(t, results.StatusSuccess, h.record().Status)
+	h.noSettlement(50 * time.Millisecond) // not before the result is stored
+	h.writer.answer(nil)
+	acked(t, h.settlement(), tag)
+}
+
+func TestTaskTrackStarted(t *testing.T) {
+	yes, no := true, false
+	h := start(t, withOptions("own.tracked", add, tasks.Options{TrackStarted: &yes}),
+		withOptions("own.untracked", add, tasks.Options{TrackStarted: &no}),
+		withConfig(func(c *worker.Config) { c.TrackStarted = false }))
+	tag := h.send(req("own.tracked"))
+	acked(t, h.settlement(), tag)
+	assert.Equal(t, results.StatusStarted, h.record().Status)
+	assert.Equal(t, results.StatusSuccess, h.record().Status)
+	tag = h.send(req("own.untracked"))
+	acked(t, h.settlement(), tag)
+	assert.Equal(t, results.StatusSuccess, h.record().Status)
+}
+
+func TestTaskRejectOnWorkerLost(t *testing.T) {
+	yes := true
+	lost := func(context.Context, *tasks.Call) (any, error) { return nil, tasks.ErrWorkerLost }
+	h := start(t, withOptions("own.lost", lost, tasks.Options{RejectOnWorkerLost: &yes}),
+		withOptions("plain.lost", lost, tasks.Options{}))
+	tag := h.send(req("own.lost"))
+	assert.Equal(t, settlement{tag: tag, requeue: true}, h.settlement())
+	tag = h.send(req("plain.lost"))
+	acked(t, h.settlement(), tag)
+	assert.Equal(t, results.StatusFailure, h.record().Status)
+}

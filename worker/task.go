@@ -172,13 +172,13 @@ func (t *task) execute(ctx context.Context, h tasks.Handler, call *tasks.Call) (
 		t.cancel = nil
 		t.mu.Unlock()
 	}()
-	if t.w.cfg.EarlyAck {
+	if t.w.acksEarly(t.req.Task) {
 		t.ackEarly() // Celery's default: acked when the pool accepts the task
 	}
 	if ev := t.w.cfg.Events; ev != nil {
 		ev.TaskStarted(t.req.ID)
 	}
-	if t.w.cfg.TrackStarted && t.storesResults() {
+	if t.w.tracksStarted(t.req.Task) && t.storesResults() {
 		payload := fmt.Sprintf(`{"pid": %d, "hostname": %q}`, os.Getpid(), t.w.cfg.NodeName)
 		if err := t.w.results.Write(ctx, t.record(results.StatusStarted, payload, ""), func(error) {}); err != nil {
 			t.w.log.Warn("STARTED not stored", zap.String("task_id", t.req.ID), zap.Error(err))

@@ -60,12 +60,26 @@ def main():
     out['replace_chain'] = outcome(send('mylib.tasks.replaced_chain', args=[2]))
     out['replace_group'] = outcome(send('mylib.tasks.replaced_group', args=[2]))
     out['hard_limit'] = outcome(send('mylib.tasks.slow', args=[10], time_limit=1))
+    # task.map / task.starmap: Celery's built-in celery.map and celery.starmap, in a chain.
+    add = app.signature('mylib.tasks.add')
+    out['starmap'] = outcome(celery.chain(
+        app.signature('mylib.tasks.add', args=(1, 1), immutable=True),
+        celery.canvas.xstarmap(add, [(1, 2), (3, 4)]),
+        app.signature('mylib.tasks.add', args=(2, 2), immutable=True)).apply_async(), timeout=20)
+    chunks = celery.canvas.chunks(add, [(1, 2), (3, 4), (5, 6)], 2).apply_async()  # a GroupResult
+    try:
+        out['chunks'] = {'result': chunks.get(timeout=20), 'state': 'SUCCESS' if chunks.successful() else 'FAILURE'}
+    except Exception as e:
+        out['chunks'] = dict(exc_info(e), state='FAILURE')
+    out['map'] = outcome(celery.canvas.xmap(app.signature('mylib.tasks.slow'), [0, 0]).apply_async(),
+                         timeout=20)
 
 
     i = app.control.inspect(timeout=2, destination=[a.node])
     out['registered'] = node_reply(i.registered(), a.node)
     out['registered_doc'] = node_reply(i.registered('__doc__'), a.node)
     out['registered_name'] = node_reply(i.registered('name'), a.node)
+    out['registered_attrs'] = node_reply(i.registered('rate_limit', 'max_retries', 'acks_late'), a.node)
     conf = node_reply(i.conf(with_defaults=True), a.node) or {}
     out['conf_with_defaults_has_hijack'] = 'worker_hijack_root_logger' in conf
     emit(out)

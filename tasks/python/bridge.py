@@ -5,7 +5,9 @@
 # own stdout and stderr stay free for prints and logging (ccworker forwards them to its
 # log), so nothing a task writes can corrupt the protocol.
 #
-#   start:   -> {"ready": true, "pid": P, "tasks": [{"name", "doc", "ignore_result"}, ...]}
+#   start:   -> {"ready": true, "pid": P, "tasks": [{"name", "doc", "ignore_result",
+#                "time_limit", "soft_time_limit", "rate_limit", "acks_late",
+#                "track_started", "reject_on_worker_lost"}, ...]}
 #            or {"ready": false, "error": "<traceback>"} when an import fails
 #   request: <- {"id", "task", "args", "kwargs", "retries", "eta", "expires", "root_id",
 #                "parent_id", "group", "group_index", "hostname", "delivery_info",
@@ -76,9 +78,9 @@ def main():
     send({'ready': True, 'pid': os.getpid(), 'tasks': [
         # The task's own options (decorator, then task_annotations, as Celery binds them):
         # ccworker applies the limits as Celery's pool does.
-        {'name': name, 'doc': task.__doc__, 'ignore_result': bool(task.ignore_result),
-         'time_limit': task.time_limit, 'soft_time_limit': task.soft_time_limit,
-         'rate_limit': task.rate_limit}
+        dict({'name': name, 'doc': task.__doc__, 'ignore_result': bool(task.ignore_result),
+              'time_limit': task.time_limit, 'soft_time_limit': task.soft_time_limit,
+              'rate_limit': task.rate_limit, 'attrs': task_attrs(task)}, **own_options(task))
         for name, task in sorted(tasks.items())]})
 
     for line in requests:
@@ -124,6 +126,69 @@ def main():
         replies.write(head + json.dumps(body)[1:] + '\n')
         replies.flush()
     return 0
+
+
+# The options a task takes from the worker's config unless it sets its own. Celery's
+# bind() writes the app's value into the task class, so the task's own value is taken
+# from its decorator (recorded by record_task_options) and the app's task_annotations.
+OWN_OPTIONS = ('acks_late', 'track_started', 'reject_on_worker_lost')
+_decorator_options = {}
+
+
+def record_task_options():
+    from celery import Celery
+    task_from_fun = Celery._task_from_fun
+
+    def recording(self, fun, name=None, *args, **options):
+        task = task_from_fun(self, fun, name, *args, **options)
+        own = {k: options[k] for k in OWN_OPTIONS if options.get(k) is not None}
+        if own:
+            _decorator_options[task.name] = own
+        return task
+    Celery._task_from_fun = recording
+
+
+def own_options(task):
+    own = dict(_decorator_options.get(task.name, {}))
+    try:
+        from celery.app.annotations import resolve_all
+        for d in resolve_all(task.app.annotations, task):
+            own.update({k: d[k] for k in OWN_OPTIONS if d.get(k) is not None})
+    except Exception:  # noqa: BLE001 - an annotation Celery itself would refuse
+        pass
+    return {k: bool(own[k]) if k in own else None for k in OWN_OPTIONS}
+
+
+def task_attrs(task):
+    # The task's plain attributes as str() writes them, which `inspect registered` shows
+    # (Celery: '{name} [{attr}={str(value)} ...]'); None, methods and properties left out.
+    import inspect
+    attrs = {}
+    for name in dir(task):
+        if name.startswith('_'):
+            continue
+        try:
+            static = inspect.getattr_static(task, name)
+            if callable(static) or isinstance(static, (property, classmethod, staticmethod)):
+                continue
+            value = getattr(task, name)
+        except Exception:  # noqa: BLE001 - an attribute that cannot be read is not shown
+            continue
+        if isinstance(value, (str, int, float, bool, tuple, list, dict)):
+            attrs[name] = str(value)
+    return attrs
+
+
+def worker_broker(app):
+    # The worker's broker settings, whatever file or flag gave them: a task publishes
+    # (Task.replace, apply_async) where the worker consumes. CELERY_BROKER_URL is read by
+    # Celery itself.
+    ssl = os.environ.get('CCWORKER_BROKER_USE_SSL')
+    if ssl:
+        app.conf.broker_use_ssl = json.loads(ssl)
+    strategy = os.environ.get('CCWORKER_BROKER_FAILOVER_STRATEGY')
+    if strategy:
+        app.conf.broker_failover_strategy = strategy
 
 
 def publish_replacements():
@@ -201,6 +266,7 @@ def load(modules):
 
     # Build the app `celery worker` would have: ./celeryconfig.py (on the path) read when
     # it exists. A module imported below may create (and make current) an app of its own.
+    record_task_options()
     app = Celery('ccworker', set_as_current=True)
     import importlib.util
     try:
@@ -240,6 +306,7 @@ def load(modules):
             a.finalize(auto=True)
         except Exception:  # noqa: BLE001 - a half-configured app has no tasks to offer
             continue
+        worker_broker(a)
         for name, task in a.tasks.items():
             if name.startswith('celery.') or name in tasks:
                 continue

@@ -43,6 +43,15 @@ var bridgeSource string
 // BridgeSource returns the bridge script the children run.
 func BridgeSource() string { return bridgeSource }
 
+// The environment variables that carry the worker's broker TLS settings (broker_use_ssl
+// as JSON) and failover strategy to the children, which set them on every Celery app so
+// that a task publishes (Task.replace, apply_async) as the worker consumes. The broker
+// URL itself goes in CELERY_BROKER_URL, which Celery reads.
+const (
+	EnvBrokerUseSSL           = "CCWORKER_BROKER_USE_SSL"
+	EnvBrokerFailoverStrategy = "CCWORKER_BROKER_FAILOVER_STRATEGY"
+)
+
 // ErrClosed is returned by a handler once the pool is closed.
 var ErrClosed = errors.New("python: pool closed")
 
@@ -89,6 +98,14 @@ type TaskInfo struct {
 	TimeLimit     *float64 `json:"time_limit"`
 	SoftTimeLimit *float64 `json:"soft_time_limit"`
 	RateLimit     any      `json:"rate_limit"`
+	// The task's own acks_late, track_started and reject_on_worker_lost (decorator or
+	// task_annotations); nil = the worker's setting.
+	AcksLate           *bool `json:"acks_late"`
+	TrackStarted       *bool `json:"track_started"`
+	RejectOnWorkerLost *bool `json:"reject_on_worker_lost"`
+	// Attrs are the task's plain attributes as Python's str() writes them (max_retries,
+	// serializer, ...; None left out), for `inspect registered`.
+	Attrs map[string]string `json:"attrs"`
 }
 
 // WorkerLostError is the error of a task whose child process died while running it: the

@@ -90,6 +90,28 @@ func TestTasksDiscovered(t *testing.T) {
 	assert.Equal(t, "10/m", lim.RateLimit)
 	assert.Nil(t, byName["mylib.tasks.add"].TimeLimit)
 	assert.Nil(t, byName["mylib.tasks.add"].RateLimit)
+	// acks_late, track_started, reject_on_worker_lost: only what the task sets itself,
+	// not the app's defaults that Celery's bind() copies into every task.
+	early := byName["mylib.tasks.early"]
+	require.NotNil(t, early.AcksLate)
+	require.NotNil(t, early.TrackStarted)
+	require.NotNil(t, early.RejectOnWorkerLost)
+	assert.False(t, *early.AcksLate)
+	assert.True(t, *early.TrackStarted)
+	assert.True(t, *early.RejectOnWorkerLost)
+	assert.Nil(t, byName["mylib.tasks.add"].AcksLate)
+	assert.Nil(t, byName["mylib.tasks.add"].TrackStarted)
+	assert.Nil(t, byName["mylib.tasks.add"].RejectOnWorkerLost)
+	// Plain attributes as str() writes them, for `inspect registered`.
+	attrs := lim.Attrs
+	assert.Equal(t, "3", attrs["max_retries"])
+	assert.Equal(t, "180", attrs["default_retry_delay"])
+	assert.Equal(t, "10/m", attrs["rate_limit"])
+	assert.Equal(t, "1", attrs["soft_time_limit"])
+	assert.Equal(t, "json", attrs["serializer"])
+	assert.NotContains(t, attrs, "request", "properties are left out")
+	assert.NotContains(t, attrs, "priority", "None is left out")
+	assert.NotContains(t, attrs, "run")
 }
 
 func TestAddAndRequest(t *testing.T) {
@@ -407,4 +429,44 @@ func TestReplace(t *testing.T) {
 	v, err := run(t, p, "mylib.tasks.add", call("id-2", 2, 3))
 	require.NoError(t, err)
 	assert.Equal(t, 5.0, decode(t, v))
+}
+
+// The app's settings are not a task's own options (Celery's bind copies them into every
+// task class), but its task_annotations are.
+func TestOwnOptionsFromAnnotationsNotSettings(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "celeryconfig.py"), []byte(
+		"imports = ('mylib.tasks',)\ntask_acks_late = True\ntask_track_started = True\n"+
+			"task_annotations = {'mylib.tasks.add': {'acks_late': False}, 'mylib.tasks.early': {'track_started': False}}\n"), 0o600))
+	p, _ := newPool(t, func(c *Config) { c.Dir, c.Imports = dir, nil })
+	byName := map[string]TaskInfo{}
+	for _, ti := range p.Tasks() {
+		byName[ti.Name] = ti
+	}
+	add, early, other := byName["mylib.tasks.add"], byName["mylib.tasks.early"], byName["mylib.tasks.limited"]
+	require.NotNil(t, add.AcksLate)
+	assert.False(t, *add.AcksLate)
+	assert.Nil(t, add.TrackStarted)
+	require.NotNil(t, early.TrackStarted)
+	assert.False(t, *early.TrackStarted, "the annotation wins over the decorator, as in Celery")
+	require.Contains(t, byName, "mylib.tasks.limited")
+	assert.Nil(t, other.AcksLate, "task_acks_late is the worker's setting, not the task's")
+}
+
+// The worker's broker (CELERY_BROKER_URL, broker_use_ssl, broker_failover_strategy)
+// reaches the task's app, over a celeryconfig.py that names another broker.
+func TestWorkerBrokerReachesTheApp(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "celeryconfig.py"),
+		[]byte("imports = ('mylib.tasks',)\nbroker_url = 'amqp://elsewhere//'\n"), 0o600))
+	p, _ := newPool(t, func(c *Config) {
+		c.Dir, c.Imports = dir, nil
+		c.Env = append(c.Env, "CELERY_BROKER_URL=amqps://u:p@a:5671//;amqps://u:p@b:5671//",
+			EnvBrokerUseSSL+`={"ca_certs": "/ca.pem", "cert_reqs": 2}`, EnvBrokerFailoverStrategy+"=shuffle")
+	})
+	v, err := run(t, p, "mylib.tasks.broker_conf", call("b1"))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"broker_url": "amqps://u:p@a:5671//;amqps://u:p@b:5671//",
+		"broker_use_ssl":           map[string]any{"ca_certs": "/ca.pem", "cert_reqs": 2.0},
+		"broker_failover_strategy": "shuffle"}, decode(t, v))
 }

@@ -90,6 +90,12 @@ def request_headers(self):
             'delivery_info': self.request.delivery_info, 'lang': getattr(self.request, 'lang', None)}
 
 
+@shared_task(acks_late=False, track_started=True, reject_on_worker_lost=True)
+def early():
+    """Acked at start, STARTED stored, requeued if its child dies: its decorator says so."""
+    return 'early'
+
+
 @shared_task(soft_time_limit=1, time_limit=5, rate_limit='10/m')
 def limited(seconds):
     """Sleep, unless the soft time limit of its decorator interrupts it."""
@@ -120,3 +126,11 @@ def replaced_group(self, x):
     """Replace itself with a group: [x + 1, x + 2]."""
     from celery import group
     raise self.replace(group(add.s(x, 1), add.s(x, 2)))
+
+
+@shared_task(bind=True)
+def broker_conf(self):
+    """The broker this task would publish to (Task.replace, apply_async)."""
+    conf = self.app.conf
+    return {'broker_url': conf.broker_url, 'broker_use_ssl': conf.broker_use_ssl,
+            'broker_failover_strategy': conf.broker_failover_strategy}
