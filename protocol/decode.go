@@ -33,30 +33,9 @@ func Decode(m Message, accept Accept) (*Request, error) {
 		return fail(id, task, m.ContentType, ErrContentDisallowed)
 	}
 
-	body := m.Body
-	if c := m.Headers["compression"]; c != nil {
-		method, ok := asString(c)
-		if !ok {
-			return fail(id, task, m.ContentType, fmt.Errorf("%w: compression header is %T", ErrDecode, c))
-		}
-		var err error
-		if body, err = decompress(body, method); err != nil {
-			return fail(id, task, m.ContentType, fmt.Errorf("%w: %w", ErrDecode, err))
-		}
-	}
-
-	var payload any
-	var err error
-	switch m.ContentType {
-	case ContentTypeJSON:
-		payload, err = decodeJSON(body)
-	case ContentTypeMsgpack:
-		payload, err = decodeMsgpack(body)
-	case ContentTypeYAML:
-		payload, err = decodeYAML(body)
-	}
+	payload, err := decodeBody(m)
 	if err != nil {
-		return fail(id, task, m.ContentType, fmt.Errorf("%w: %w", ErrDecode, err))
+		return fail(id, task, m.ContentType, err)
 	}
 
 	r := &Request{
@@ -101,6 +80,36 @@ func Decode(m Message, accept Accept) (*Request, error) {
 		return fail(id, task, m.ContentType, err)
 	}
 	return r, nil
+}
+
+// decodeBody decompresses the body as its compression header says and deserializes it
+// by its content type (one Accept has already allowed).
+func decodeBody(m Message) (any, error) {
+	body := m.Body
+	if c := m.Headers["compression"]; c != nil {
+		method, ok := asString(c)
+		if !ok {
+			return nil, fmt.Errorf("%w: compression header is %T", ErrDecode, c)
+		}
+		var err error
+		if body, err = decompress(body, method); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrDecode, err)
+		}
+	}
+	var payload any
+	var err error
+	switch m.ContentType {
+	case ContentTypeJSON:
+		payload, err = decodeJSON(body)
+	case ContentTypeMsgpack:
+		payload, err = decodeMsgpack(body)
+	case ContentTypeYAML:
+		payload, err = decodeYAML(body)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
+	}
+	return payload, nil
 }
 
 // PeekHeaders returns the task id and name a protocol 2 message carries in its headers,
