@@ -148,15 +148,8 @@ func (c *Consumer) returnChannel() (*returnChannel, error) {
 	if c.mand != nil && !c.mand.ch.IsClosed() {
 		return c.mand, nil
 	}
-	if c.conn == nil || c.conn.IsClosed() {
-		return nil, ErrNotConnected
-	}
-	ch, err := c.conn.Channel()
+	ch, err := c.confirmChannel()
 	if err != nil {
-		return nil, err
-	}
-	if err := ch.Confirm(false); err != nil {
-		_ = ch.Close()
 		return nil, err
 	}
 	// Buffered: amqp091 delivers returns from the connection's reader, which must never
@@ -184,6 +177,17 @@ func (c *Consumer) publishChannel() (*amqp.Channel, error) {
 	if c.pub != nil && !c.pub.IsClosed() {
 		return c.pub, nil
 	}
+	ch, err := c.confirmChannel()
+	if err != nil {
+		return nil, err
+	}
+	c.pub = ch
+	return ch, nil
+}
+
+// confirmChannel opens a channel in confirm mode on the current connection; the caller
+// holds c.mu.
+func (c *Consumer) confirmChannel() (*amqp.Channel, error) {
 	if c.conn == nil || c.conn.IsClosed() {
 		return nil, ErrNotConnected
 	}
@@ -195,7 +199,6 @@ func (c *Consumer) publishChannel() (*amqp.Channel, error) {
 		_ = ch.Close()
 		return nil, err
 	}
-	c.pub = ch
 	return ch, nil
 }
 
