@@ -10,10 +10,11 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/ccworker/ccworker/internal/taskload"
+	"github.com/ccworker/ccworker/internal/testharness"
 	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
 )
@@ -86,10 +87,10 @@ func TestFaults(t *testing.T) {
 		}},
 		{"worker-kill-9", func(f *faultCtx) {
 			w := f.workers[0]
-			if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			if err := w.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				f.t.Fatal(err)
 			}
-			_, _ = w.wait(30 * time.Second)
+			_, _ = w.Wait(30 * time.Second)
 			f.workers = append(f.workers, startWorker(f.t, f.name+"-2", f.led, f.workerArgs("2")...))
 		}},
 		{"close-connection", func(f *faultCtx) {
@@ -114,15 +115,6 @@ func (f *faultCtx) workerArgs(suffix string) []string {
 		"-c", strconv.Itoa(concurrency), "-n", f.name + "-" + suffix + "@chaos", "-l", "INFO", "--log-format", "json",
 		"--drain-timeout", "20s"}
 }
-
-type taskKind int
-
-const (
-	kNoop taskKind = iota
-	kSleep
-	kFail
-	kFlaky
-)
 
 func runScenario(t *testing.T, name string, fault func(*faultCtx)) {
 	start := time.Now()
@@ -167,13 +159,13 @@ func runScenario(t *testing.T, name string, fault func(*faultCtx)) {
 
 	f.workers = []*proc{startWorker(t, name+"-1", f.led, f.workerArgs("1")...)}
 	runStart := time.Now()
-	if !waitProgress(stallLimit, 20*time.Millisecond, f.led.finishedCount, func() bool { return f.led.finishedCount() >= nTasks/4 || f.workers[0].exited() }) {
-		t.Fatalf("%s: stuck at %d finished tasks for %v before the fault (log %s)", name, f.led.finishedCount(), stallLimit, f.workers[0].logPath)
+	if !testharness.WaitProgress(stallLimit, 20*time.Millisecond, f.led.Finished, func() bool { return f.led.Finished() >= nTasks/4 || f.workers[0].Exited() }) {
+		t.Fatalf("%s: stuck at %d finished tasks for %v before the fault (log %s)", name, f.led.Finished(), stallLimit, f.workers[0].LogPath)
 	}
-	if f.workers[0].exited() {
-		t.Fatalf("%s: ccworker exited before the fault: %v\n%s", name, f.workers[0].err, tail(f.workers[0].out(), 20))
+	if f.workers[0].Exited() {
+		t.Fatalf("%s: ccworker exited before the fault: %v\n%s", name, f.workers[0].Err(), testharness.Tail(f.workers[0].Output(), 20))
 	}
-	t.Logf("%s: %d tasks finished after %.1f s; injecting the fault", name, f.led.finishedCount(), time.Since(runStart).Seconds())
+	t.Logf("%s: %d tasks finished after %.1f s; injecting the fault", name, f.led.Finished(), time.Since(runStart).Seconds())
 
 	f.faultStart = time.Now()
 	fault(f)
@@ -181,15 +173,14 @@ func runScenario(t *testing.T, name string, fault func(*faultCtx)) {
 	t.Logf("%s: fault over after %.1f s", name, f.faultEnd.Sub(f.faultStart).Seconds())
 
 	// Every id gets its final document, by itself.
-	final := bson.D{{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{"SUCCESS", "FAILURE"}}}}}
 	var count int64
 	// Progress-based: a loaded machine is slower, not stuck; only no new final
 	// document (and no task finished) for stallLimit means the worker did not resume.
-	progress := func() int { return int(count) + f.led.finishedCount() }
-	recovered := waitProgress(stallLimit, 250*time.Millisecond, progress, func() bool {
+	progress := func() int { return int(count) + f.led.Finished() }
+	recovered := testharness.WaitProgress(stallLimit, 250*time.Millisecond, progress, func() bool {
 		ctx, cancel := ctxTimeout(15 * time.Second)
 		defer cancel()
-		n, err := coll.CountDocuments(ctx, final)
+		n, err := coll.CountDocuments(ctx, taskload.Final)
 		if err == nil {
 			count = n
 		}
@@ -199,28 +190,28 @@ func runScenario(t *testing.T, name string, fault func(*faultCtx)) {
 	last := f.workers[len(f.workers)-1]
 	exitedSelf := false
 	for _, w := range f.workers[len(f.workers)-1:] {
-		if w.exited() {
+		if w.Exited() {
 			exitedSelf = true
-			t.Errorf("%s: ccworker %s exited by itself (%v); it must ride out the fault\n%s", name, w.name, w.err, tail(w.out(), 20))
+			t.Errorf("%s: ccworker %s exited by itself (%v); it must ride out the fault\n%s", name, w.name, w.Err(), testharness.Tail(w.Output(), 20))
 		}
 	}
 	if !recovered {
 		t.Errorf("%s: only %d of %d final documents %.0f s after the fault, none more for %v; the worker did not resume (log %s)",
-			name, count, nTasks, recovery.Seconds(), stallLimit, last.logPath)
+			name, count, nTasks, recovery.Seconds(), stallLimit, last.LogPath)
 	}
 	// The queue is empty: nothing waits, nothing is unacked.
 	if recovered {
-		if !waitFor(60*time.Second, 200*time.Millisecond, func() bool {
+		if !testharness.WaitFor(60*time.Second, 200*time.Millisecond, func() bool {
 			return strings.HasSuffix(strings.TrimSpace(queueState(queue)), "\t0\t0")
 		}) {
 			t.Errorf("%s: queue not empty after every result is stored: %q", name, queueState(queue))
 		}
 	}
 	// Warm shutdown exits 0.
-	if !last.exited() {
-		_ = last.cmd.Process.Signal(syscall.SIGTERM)
-		if code, ok := last.wait(120 * time.Second); !ok || code != 0 {
-			t.Errorf("%s: SIGTERM: exit code %d (exited: %v)\n%s", name, code, ok, tail(last.out(), 15))
+	if !last.Exited() {
+		_ = last.Cmd.Process.Signal(syscall.SIGTERM)
+		if code, ok := last.Wait(120 * time.Second); !ok || code != 0 {
+			t.Errorf("%s: SIGTERM: exit code %d (exited: %v)\n%s", name, code, ok, testharness.Tail(last.Output(), 15))
 		}
 	}
 
@@ -235,13 +226,13 @@ func runScenario(t *testing.T, name string, fault func(*faultCtx)) {
 	docs := readDocs(t, coll)
 	var wrongExamples []string
 	for i := range nTasks {
-		id := taskID(queue, i)
+		id := taskload.ID(queue, i)
 		d, ok := docs[id]
 		if !ok {
 			row.Missing++
 			continue
 		}
-		if why := checkDoc(kinds[i], d); why != "" {
+		if why := taskload.Check(kinds[i], d); why != "" {
 			row.Wrong++
 			if len(wrongExamples) < 5 {
 				wrongExamples = append(wrongExamples, id+": "+why)
@@ -258,18 +249,16 @@ func runScenario(t *testing.T, name string, fault func(*faultCtx)) {
 	}
 
 	// Duplicates, from every worker's log.
-	f.led.mu.Lock()
 	for i := range nTasks {
-		id := taskID(queue, i)
-		row.DupExecuted += max(0, f.led.ran[id+"/done"]-1)
+		id := taskload.ID(queue, i)
+		row.DupExecuted += max(0, f.led.Ran(id, taskload.Done)-1)
 		want := 1
-		if kinds[i] == kFlaky {
-			row.DupExecuted += max(0, f.led.ran[id+"/retry"]-1)
+		if kinds[i] == taskload.Flaky {
+			row.DupExecuted += max(0, f.led.Ran(id, taskload.Retried)-1)
 			want = 2
 		}
-		row.DupReceived += max(0, f.led.received[id]-want)
+		row.DupReceived += max(0, f.led.Received(id)-want)
 	}
-	f.led.mu.Unlock()
 
 	// RSS.
 	var peak, peakFault int64
@@ -311,7 +300,7 @@ func runScenario(t *testing.T, name string, fault func(*faultCtx)) {
 	row.WarnLines = len(warns)
 	var wl []string
 	for _, w := range warns {
-		wl = append(wl, fmt.Sprintf("  +%5.1fs %s %s %s: %s %s", w.at.Sub(f.faultStart).Seconds(), w.worker, w.line.Level, w.line.Logger, w.line.Msg, trunc(w.line.Error, 160)))
+		wl = append(wl, fmt.Sprintf("  +%5.1fs %s %s %s: %s %s", w.at.Sub(f.faultStart).Seconds(), w.worker, w.line.Level, w.line.Logger, w.line.Msg, taskload.Trunc(w.line.Error, 160)))
 	}
 	t.Logf("%s: %d WARN/ERROR lines (times relative to the fault):\n%s", name, len(warns), strings.Join(wl, "\n"))
 	if len(warns) > maxWarnLines {
@@ -333,16 +322,8 @@ func runScenario(t *testing.T, name string, fault func(*faultCtx)) {
 		row.WarnLines, row.RecoverySeconds, time.Since(start).Seconds())
 }
 
-func (l *ledger) sawMessage(msg string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.messages[msg] > 0
-}
-
-func taskID(queue string, i int) string { return fmt.Sprintf("%s-%05d", queue, i) }
-
 // publish sends the 10,000 tasks with publisher confirms; it returns each one's kind.
-func publish(t *testing.T, conn *amqp.Connection, queue string) []taskKind {
+func publish(t *testing.T, conn *amqp.Connection, queue string) []taskload.Kind {
 	ch, err := conn.Channel()
 	if err != nil {
 		t.Fatal(err)
@@ -353,27 +334,15 @@ func publish(t *testing.T, conn *amqp.Connection, queue string) []taskKind {
 	}
 	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, nTasks))
 	rng := rand.New(rand.NewPCG(7, 7))
-	kinds := make([]taskKind, nTasks)
+	kinds := make([]taskload.Kind, nTasks)
 	for i := range nTasks {
-		id := taskID(queue, i)
-		req := &protocol.Request{ID: id, RootID: id, Kwargs: map[string]any{}}
-		switch r := rng.IntN(10); {
-		case r < 5:
-			kinds[i], req.Task, req.Args = kNoop, "ccworker.noop", []any{}
-		case r < 8:
-			kinds[i], req.Task, req.Args = kSleep, "ccworker.sleep", []any{0.001 + rng.Float64()*0.009}
-		case r < 9:
-			kinds[i], req.Task, req.Args = kFail, "ccworker.fail", []any{"chaos " + id}
-		default:
-			kinds[i], req.Task, req.Args = kFlaky, "ccworker.flaky", []any{int64(1)}
-		}
-		m, err := protocol.EncodeV2(req)
+		var req *protocol.Request
+		kinds[i], req = taskload.Request(queue, i, rng, "chaos")
+		msg, err := taskload.Publishing(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := ch.Publish("", queue, false, false, amqp.Publishing{Headers: prefetch.Table(m.Headers),
-			ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, DeliveryMode: amqp.Persistent,
-			CorrelationId: id, Body: m.Body}); err != nil {
+		if err := ch.Publish("", queue, false, false, msg); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -390,50 +359,18 @@ func publish(t *testing.T, conn *amqp.Connection, queue string) []taskKind {
 	return kinds
 }
 
-type doc struct {
-	ID     string `bson:"_id"`
-	Status string `bson:"status"`
-	Result any    `bson:"result"`
-}
-
-func readDocs(t *testing.T, coll *mongo.Collection) map[string]doc {
+// readDocs reads the result documents of coll by id.
+func readDocs(t *testing.T, coll *mongo.Collection) map[string]taskload.Doc {
 	ctx, cancel := ctxTimeout(3 * time.Minute)
 	defer cancel()
-	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "status", Value: 1}, {Key: "result", Value: 1}}))
+	docs, dups, err := taskload.ReadDocs(ctx, coll)
 	if err != nil {
-		t.Fatalf("read results: %v", err)
+		t.Fatal(err)
 	}
-	var all []doc
-	if err := cur.All(ctx, &all); err != nil {
-		t.Fatalf("read results: %v", err)
+	for _, id := range dups {
+		t.Errorf("two documents with _id %s", id) // cannot happen with a unique _id; checked anyway
 	}
-	out := make(map[string]doc, len(all))
-	for _, d := range all {
-		if _, dup := out[d.ID]; dup {
-			t.Errorf("two documents with _id %s", d.ID) // cannot happen with a unique _id; checked anyway
-		}
-		out[d.ID] = d
-	}
-	return out
-}
-
-func checkDoc(k taskKind, d doc) string {
-	res := fmt.Sprint(d.Result)
-	switch k {
-	case kFail:
-		if d.Status != "FAILURE" || !strings.Contains(res, "ValueError") {
-			return fmt.Sprintf("want FAILURE ValueError, got %s %s", d.Status, trunc(res, 100))
-		}
-	case kFlaky:
-		if d.Status != "SUCCESS" || strings.TrimSpace(res) != "1" {
-			return fmt.Sprintf("want SUCCESS 1, got %s %s", d.Status, trunc(res, 100))
-		}
-	default:
-		if d.Status != "SUCCESS" {
-			return fmt.Sprintf("want SUCCESS, got %s %s", d.Status, trunc(res, 100))
-		}
-	}
-	return ""
+	return docs
 }
 
 // queueState is rabbitmqctl's "name<TAB>ready<TAB>unacked" line for queue ("" if unknown).
@@ -453,19 +390,4 @@ func queueState(queue string) string {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func trunc(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }

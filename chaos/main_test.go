@@ -8,15 +8,11 @@
 package chaos
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +20,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ccworker/ccworker/internal/taskload"
+	"github.com/ccworker/ccworker/internal/testharness"
 )
 
 const (
@@ -63,7 +62,7 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) (code int) {
 	var err error
-	if repoRoot, err = filepath.Abs(".."); err != nil {
+	if repoRoot, err = testharness.RepoRoot(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -81,14 +80,12 @@ func runMain(m *testing.M) (code int) {
 		_ = os.RemoveAll(workDir)
 	}()
 	t0 := time.Now()
-	binary = filepath.Join(workDir, "ccworker")
-	build := exec.Command("go", "build", "-trimpath", "-o", binary, "./cmd/ccworker")
-	build.Dir = repoRoot
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+	var remove func()
+	if binary, remove, err = testharness.BuildRelease(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	defer remove()
 	tlsDir = filepath.Join(workDir, "tls")
 	if err := writeCertificates(tlsDir); err != nil {
 		fmt.Fprintln(os.Stderr, "certificates:", err)
@@ -197,23 +194,11 @@ func script(name string, args ...string) (string, error) {
 
 // ---------------------------------------------------------------- worker processes
 
-// logLine is one line of ccworker's --log-format json output.
-type logLine struct {
-	Level  string `json:"level"`
-	TS     string `json:"ts"`
-	Logger string `json:"logger"`
-	Msg    string `json:"msg"`
-	Error  string `json:"error"`
-}
-
-var taskLine = regexp.MustCompile(`^Task (\S+)\[([^\]]+)\] (received|succeeded in|raised unexpected|retry:)`)
-
-// ledger counts what the workers' logs say happened, across every worker of a scenario.
+// ledger counts what the workers' logs say happened, across every worker of a scenario:
+// the task lines (taskload.Ledger), and the other lines by message and warning.
 type ledger struct {
+	*taskload.Ledger
 	mu       sync.Mutex
-	received map[string]int // id -> "received" lines (deliveries handed to a handler)
-	ran      map[string]int // id+"/"+outcome -> finished executions ("retry" or "done")
-	finished int            // finished executions, all ids
 	warnings []warning      // WARN and ERROR lines, task failures excepted
 	messages map[string]int // every other line's message -> count (INFO included)
 }
@@ -221,36 +206,19 @@ type ledger struct {
 type warning struct {
 	at     time.Time
 	worker string
-	line   logLine
+	line   taskload.LogLine
 }
 
 func newLedger() *ledger {
-	return &ledger{received: map[string]int{}, ran: map[string]int{}, messages: map[string]int{}}
+	return &ledger{Ledger: taskload.NewLedger(), messages: map[string]int{}}
 }
 
-func (l *ledger) finishedCount() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.finished
-}
-
-func (l *ledger) add(worker string, ll logLine) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if m := taskLine.FindStringSubmatch(ll.Msg); m != nil {
-		id := m[2]
-		switch m[3] {
-		case "received":
-			l.received[id]++
-		case "retry:":
-			l.ran[id+"/retry"]++
-			l.finished++
-		default:
-			l.ran[id+"/done"]++
-			l.finished++
-		}
+func (l *ledger) add(worker string, ll taskload.LogLine) {
+	if _, ev := l.Add(ll.Msg); ev != taskload.NoEvent {
 		return
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.messages[ll.Msg]++
 	switch ll.Level {
 	case "warn", "error", "dpanic", "panic", "fatal":
@@ -270,131 +238,66 @@ func (l *ledger) warningsBetween(from, to time.Time) []warning {
 	return out
 }
 
+func (l *ledger) sawMessage(msg string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.messages[msg] > 0
+}
+
 type rssSample struct {
 	at time.Time
 	kb int64
 }
 
-// proc is one running ccworker: its log (file + ledger) and its RSS every 100 ms.
+// proc is one running ccworker: its log (file, output and ledger) and its RSS every 100 ms.
 type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	err     error
-	output  strings.Builder // all of stderr, for the TLS tests
-	outMu   sync.Mutex
+	*testharness.Logged
+	name string
 
 	rssMu sync.Mutex
 	rss   []rssSample
 }
 
+// startWorker starts ccworker with args; it dies with this test binary, and cleanup.sh
+// kills it from its pid file if not.
 func startWorker(t *testing.T, name string, led *ledger, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, done: make(chan struct{}), logPath: filepath.Join(workDir, name+".log")}
-	f, err := os.Create(p.logPath)
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = workDir
+	o := testharness.LogOptions{LogPath: filepath.Join(workDir, name+".log"),
+		PidDir: filepath.Join(chaosState(), "workers"), PidNote: name}
+	if led != nil {
+		o.OnLine = func(line []byte) {
+			if ll, ok := taskload.ParseLogLine(line); ok {
+				led.add(name, ll)
+			}
+		}
+	}
+	l, err := testharness.StartLogged(cmd, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(binary, args...)
-	p.cmd.Dir = workDir
-	p.cmd.Stdout = f
-	// Killed with this test binary (and by cleanup.sh, from its pid file, if not).
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pidFile := filepath.Join(chaosState(), "workers", strconv.Itoa(p.cmd.Process.Pid))
-	_ = os.WriteFile(pidFile, []byte(name+"\n"), 0o644)
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			_, _ = f.Write(append(line, '\n'))
-			p.outMu.Lock()
-			p.output.Write(line)
-			p.output.WriteByte('\n')
-			p.outMu.Unlock()
-			if led != nil && len(line) > 0 && line[0] == '{' {
-				var ll logLine
-				if json.Unmarshal(line, &ll) == nil {
-					led.add(name, ll)
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	go func() {
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-p.done:
-				return
-			case <-tick.C:
-				if kb := vmRSS(p.cmd.Process.Pid); kb > 0 {
-					p.rssMu.Lock()
-					p.rss = append(p.rss, rssSample{time.Now(), kb})
-					p.rssMu.Unlock()
-				}
-			}
-		}
-	}()
-	go func() {
-		<-readDone
-		p.err = p.cmd.Wait()
-		_ = os.Remove(pidFile)
-		_ = f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		if !p.exited() {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
+	p := &proc{Logged: l, name: name}
+	go p.sampleRSS()
+	t.Cleanup(p.Kill)
 	return p
 }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// wait returns the exit code, or -1 and false if the process is still running at timeout.
-func (p *proc) wait(timeout time.Duration) (int, bool) {
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		return -1, false
-	}
-	if p.err == nil {
-		return 0, true
-	}
-	if ee, ok := p.err.(*exec.ExitError); ok {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), true
+func (p *proc) sampleRSS() {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.Done():
+			return
+		case <-tick.C:
+			if kb := vmRSS(p.Cmd.Process.Pid); kb > 0 {
+				p.rssMu.Lock()
+				p.rss = append(p.rss, rssSample{time.Now(), kb})
+				p.rssMu.Unlock()
+			}
 		}
-		return ee.ExitCode(), true
 	}
-	return -1, true
-}
-
-func (p *proc) out() string {
-	p.outMu.Lock()
-	defer p.outMu.Unlock()
-	return p.output.String()
 }
 
 // peakRSS is the highest VmRSS sampled in [from, to] (zero times: all), in KiB.
@@ -480,38 +383,6 @@ func printFaultSummary() {
 			r.PeakRSSFaultMiB, r.WarnLines, r.FaultSeconds, r.RecoverySeconds, r.WorkerExitedSelf)
 	}
 	fmt.Println()
-}
-
-// waitProgress polls done every interval until it holds, and gives up only when
-// progress (a count that grows while work gets done) has not grown for stall: a loaded
-// machine is slower but still progresses, a stuck worker does not.
-func waitProgress(stall, interval time.Duration, progress func() int, done func() bool) bool {
-	last, lastAt := progress(), time.Now()
-	for {
-		if done() {
-			return true
-		}
-		if n := progress(); n != last {
-			last, lastAt = n, time.Now()
-		} else if time.Since(lastAt) > stall {
-			return false
-		}
-		time.Sleep(interval)
-	}
-}
-
-// waitFor polls cond every interval until it holds or timeout passes.
-func waitFor(timeout, interval time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(interval)
-	}
 }
 
 func ctxTimeout(d time.Duration) (context.Context, context.CancelFunc) {

@@ -18,6 +18,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/ccworker/ccworker/internal/taskload"
+	"github.com/ccworker/ccworker/internal/testharness"
 	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
 )
@@ -47,12 +49,10 @@ func badCatalogue(t *testing.T, queue string) []badMessage {
 		if r.Args == nil {
 			r.Args = []any{}
 		}
-		m, err := protocol.EncodeV2(r)
+		p, err := taskload.Publishing(r)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		p := amqp.Publishing{Headers: prefetch.Table(m.Headers), ContentType: m.ContentType,
-			ContentEncoding: m.ContentEncoding, DeliveryMode: amqp.Persistent, CorrelationId: r.ID, Body: m.Body}
 		if edit != nil {
 			edit(&p)
 		}
@@ -138,14 +138,12 @@ func TestPoisonAmongValidTasks(t *testing.T) {
 				}
 			}
 		}
-		id := taskID(queue, i)
-		m, err := protocol.EncodeV2(&protocol.Request{ID: id, Task: "ccworker.add", Args: []any{int64(i), int64(1)}, Kwargs: map[string]any{}})
+		id := taskload.ID(queue, i)
+		msg, err := taskload.Publishing(&protocol.Request{ID: id, Task: "ccworker.add", Args: []any{int64(i), int64(1)}, Kwargs: map[string]any{}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := ch.Publish("", queue, false, false, amqp.Publishing{Headers: prefetch.Table(m.Headers),
-			ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, DeliveryMode: amqp.Persistent,
-			CorrelationId: id, Body: m.Body}); err != nil {
+		if err := ch.Publish("", queue, false, false, msg); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -166,34 +164,34 @@ func TestPoisonAmongValidTasks(t *testing.T) {
 	w := startWorker(t, "poison", nil, "-b", ccworkerBrokerURL, "--result-backend", mongoURL+queue, "-Q", queue,
 		"-c", "64", "-n", "poison@chaos", "-l", "INFO", "--log-format", "json", "--max-message-size", strconv.Itoa(12<<20))
 	var stored int64
-	finished := waitProgress(stallLimit, 500*time.Millisecond, func() int { return int(stored) }, func() bool {
+	finished := testharness.WaitProgress(stallLimit, 500*time.Millisecond, func() int { return int(stored) }, func() bool {
 		ctx, cancel := ctxTimeout(30 * time.Second)
 		defer cancel()
 		if n, err := coll.CountDocuments(ctx, bson.D{}); err == nil {
 			stored = n
 		}
-		return stored >= int64(poisonTasks) && strings.HasSuffix(strings.TrimSpace(queueState(queue)), "\t0\t0") || w.exited()
+		return stored >= int64(poisonTasks) && strings.HasSuffix(strings.TrimSpace(queueState(queue)), "\t0\t0") || w.Exited()
 	})
 	took := time.Since(runStart)
 	state := queueState(queue)
-	if w.exited() {
-		t.Fatalf("ccworker exited: %v\n%s", w.err, tail(w.out(), 20))
+	if w.Exited() {
+		t.Fatalf("ccworker exited: %v\n%s", w.Err(), testharness.Tail(w.Output(), 20))
 	}
 	if !finished {
-		t.Errorf("stuck: %d documents, queue %q, no progress for %v (log %s)", stored, state, stallLimit, w.logPath)
+		t.Errorf("stuck: %d documents, queue %q, no progress for %v (log %s)", stored, state, stallLimit, w.LogPath)
 	}
 
 	// Every valid result, every bad document, nothing unacked.
 	docs := readDocs(t, coll)
 	var missing, wrong []string
 	for i := range poisonTasks {
-		id := taskID(queue, i)
+		id := taskload.ID(queue, i)
 		d, ok := docs[id]
 		switch {
 		case !ok:
 			missing = append(missing, id)
 		case d.Status != "SUCCESS" || fmt.Sprint(d.Result) != strconv.Itoa(i+1):
-			wrong = append(wrong, fmt.Sprintf("%s: %s %v", id, d.Status, trunc(fmt.Sprint(d.Result), 80)))
+			wrong = append(wrong, fmt.Sprintf("%s: %s %v", id, d.Status, taskload.Trunc(fmt.Sprint(d.Result), 80)))
 		}
 	}
 	failures := 0
@@ -205,7 +203,7 @@ func TestPoisonAmongValidTasks(t *testing.T) {
 		case b.status != "" && !ok:
 			t.Errorf("%s: no document under %q", b.name, b.id)
 		case ok && d.Status != b.status:
-			t.Errorf("%s: %s, want %s (%v)", b.name, d.Status, b.status, trunc(fmt.Sprint(d.Result), 200))
+			t.Errorf("%s: %s, want %s (%v)", b.name, d.Status, b.status, taskload.Trunc(fmt.Sprint(d.Result), 200))
 		}
 		if ok && d.Status == "FAILURE" {
 			failures++
@@ -223,11 +221,11 @@ func TestPoisonAmongValidTasks(t *testing.T) {
 	t.Logf("poison run: %d of %d valid results stored, %d FAILURE documents for %d bad names, %d bad messages in all, queue %q, %d unacked, in %.1f s",
 		poisonTasks-len(missing)-len(wrong), poisonTasks, failures, 4, len(bad), state, unacked, took.Seconds())
 
-	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	if code, ok := w.wait(2 * time.Minute); !ok || code != 0 {
+	_ = w.Cmd.Process.Signal(syscall.SIGTERM)
+	if code, ok := w.Wait(2 * time.Minute); !ok || code != 0 {
 		t.Errorf("SIGTERM: exit code %d (exited: %v)", code, ok)
 	}
-	checkLogLines(t, w.logPath)
+	checkLogLines(t, w.LogPath)
 }
 
 // checkLogLines: every line of a --log-format json log is one JSON record, valid UTF-8,
@@ -250,15 +248,15 @@ func checkLogLines(t *testing.T, path string) {
 		records++
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Errorf("log line %d is not one JSON record: %v: %q", lines, err, trunc(line, 200))
+			t.Errorf("log line %d is not one JSON record: %v: %q", lines, err, taskload.Trunc(line, 200))
 			continue
 		}
 		if !utf8.ValidString(line) {
-			t.Errorf("log line %d is not valid UTF-8: %q", lines, trunc(line, 200))
+			t.Errorf("log line %d is not valid UTF-8: %q", lines, taskload.Trunc(line, 200))
 		}
 		for _, r := range line {
 			if r < 0x20 || r >= 0x7f && r <= 0x9f {
-				t.Errorf("log line %d holds raw control %U: %q", lines, r, trunc(line, 200))
+				t.Errorf("log line %d holds raw control %U: %q", lines, r, taskload.Trunc(line, 200))
 				break
 			}
 		}

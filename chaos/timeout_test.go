@@ -12,6 +12,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/ccworker/ccworker/internal/taskload"
+	"github.com/ccworker/ccworker/internal/testharness"
 	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
 )
@@ -43,13 +45,11 @@ func TestConsumerTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	send := func(r *protocol.Request) {
-		m, err := protocol.EncodeV2(r)
+		msg, err := taskload.Publishing(r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := ch.Publish("", queue, false, false, amqp.Publishing{Headers: prefetch.Table(m.Headers),
-			ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, DeliveryMode: amqp.Persistent,
-			CorrelationId: r.ID, Body: m.Body}); err != nil {
+		if err := ch.Publish("", queue, false, false, msg); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -83,30 +83,30 @@ func TestConsumerTimeout(t *testing.T) {
 		"--result-backend", mongoURL+queue, "-Q", queue, "-c", "4", "-n", "timeout@chaos", "-l", "INFO",
 		"--log-format", "json", "--ack-guard", "30s")
 	start := time.Now()
-	done := waitFor(600*time.Second, time.Second, func() bool {
+	done := testharness.WaitFor(600*time.Second, time.Second, func() bool {
 		ctx, cancel := ctxTimeout(5 * time.Second)
 		defer cancel()
 		n, err := coll.CountDocuments(ctx, bson.D{{Key: "status", Value: "SUCCESS"}})
 		return err == nil && n == 2
 	})
 	t.Logf("both tasks done after %.0f s: %v", time.Since(start).Seconds(), done)
-	out := w.out()
+	out := w.Output()
 	if !done {
-		t.Errorf("the 2-minute task and the 2-minute ETA task did not both succeed within 600 s\n%s", tail(out, 30))
+		t.Errorf("the 2-minute task and the 2-minute ETA task did not both succeed within 600 s\n%s", testharness.Tail(out, 30))
 	}
 	for _, bad := range []string{"channel closed", "connection lost", "PRECONDITION_FAILED"} {
 		if strings.Contains(out, bad) {
-			t.Errorf("the broker closed the worker's channel (%q in its log):\n%s", bad, tail(out, 30))
+			t.Errorf("the broker closed the worker's channel (%q in its log):\n%s", bad, testharness.Tail(out, 30))
 		}
 	}
 	if !strings.Contains(out, "--ack-guard") {
-		t.Errorf("the long task was not acked by the guard:\n%s", tail(out, 30))
+		t.Errorf("the long task was not acked by the guard:\n%s", testharness.Tail(out, 30))
 	}
 	if strings.Count(out, "Task ccworker.sleep["+long.ID+"] received") != 1 {
-		t.Errorf("the long task was delivered more than once:\n%s", tail(out, 30))
+		t.Errorf("the long task was delivered more than once:\n%s", testharness.Tail(out, 30))
 	}
-	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	if code, ok := w.wait(90 * time.Second); !ok || code != 0 {
+	_ = w.Cmd.Process.Signal(syscall.SIGTERM)
+	if code, ok := w.Wait(90 * time.Second); !ok || code != 0 {
 		t.Errorf("SIGTERM: exit %d (exited %v)", code, ok)
 	}
 }

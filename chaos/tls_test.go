@@ -18,7 +18,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/ccworker/ccworker/prefetch"
+	"github.com/ccworker/ccworker/internal/taskload"
+	"github.com/ccworker/ccworker/internal/testharness"
 	"github.com/ccworker/ccworker/protocol"
 )
 
@@ -96,8 +97,8 @@ func TestTLSEndToEnd(t *testing.T) {
 	cfg := tlsConf{brokerPort: amqpTLSPort, sslDict: goodSSL(),
 		mongoCA: pemPath("ca.pem"), mongoCertKey: pemPath("client-combined.pem")}.write(t)
 	w := startWorker(t, "tls-e2e", nil, "--config", cfg, "-Q", queue, "-c", "4", "-n", "tls@chaos", "-l", "INFO")
-	if !waitFor(90*time.Second, 50*time.Millisecond, func() bool { return strings.Contains(w.out(), "tls@chaos ready.") || w.exited() }) || w.exited() {
-		t.Fatalf("ccworker did not get ready over TLS:\n%s", tail(w.out(), 30))
+	if !testharness.WaitFor(90*time.Second, 50*time.Millisecond, func() bool { return strings.Contains(w.Output(), "tls@chaos ready.") || w.Exited() }) || w.Exited() {
+		t.Fatalf("ccworker did not get ready over TLS:\n%s", testharness.Tail(w.Output(), 30))
 	}
 
 	// Publish over TLS with a client certificate.
@@ -115,12 +116,11 @@ func TestTLSEndToEnd(t *testing.T) {
 	}
 	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1))
 	id := fmt.Sprintf("tls-%d", time.Now().UnixNano())
-	m, err := protocol.EncodeV2(&protocol.Request{ID: id, RootID: id, Task: "ccworker.add", Args: []any{int64(2), int64(3)}, Kwargs: map[string]any{}})
+	msg, err := taskload.Publishing(&protocol.Request{ID: id, RootID: id, Task: "ccworker.add", Args: []any{int64(2), int64(3)}, Kwargs: map[string]any{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ch.Publish("", queue, false, false, amqp.Publishing{Headers: prefetch.Table(m.Headers), ContentType: m.ContentType,
-		ContentEncoding: m.ContentEncoding, DeliveryMode: amqp.Persistent, CorrelationId: id, Body: m.Body}); err != nil {
+	if err := ch.Publish("", queue, false, false, msg); err != nil {
 		t.Fatal(err)
 	}
 	if c := <-confirms; !c.Ack {
@@ -145,21 +145,21 @@ func TestTLSEndToEnd(t *testing.T) {
 		Result string `bson:"result"`
 	}
 	var lastErr error
-	if !waitFor(60*time.Second, 100*time.Millisecond, func() bool {
+	if !testharness.WaitFor(60*time.Second, 100*time.Millisecond, func() bool {
 		ctx, cancel := ctxTimeout(3 * time.Second)
 		defer cancel()
 		lastErr = coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&got)
 		return lastErr == nil
 	}) {
-		t.Fatalf("no result for %s over TLS: %v\n%s", id, lastErr, tail(w.out(), 30))
+		t.Fatalf("no result for %s over TLS: %v\n%s", id, lastErr, testharness.Tail(w.Output(), 30))
 	}
 	if got.Status != "SUCCESS" || strings.TrimSpace(got.Result) != "5" {
 		t.Errorf("result: %+v, want SUCCESS 5", got)
 	}
 	t.Logf("ccworker.add(2, 3) over TLS broker + TLS result store: %s %s", got.Status, got.Result)
-	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	if code, ok := w.wait(90 * time.Second); !ok || code != 0 {
-		t.Errorf("SIGTERM: exit %d (exited %v)\n%s", code, ok, tail(w.out(), 15))
+	_ = w.Cmd.Process.Signal(syscall.SIGTERM)
+	if code, ok := w.Wait(90 * time.Second); !ok || code != 0 {
+		t.Errorf("SIGTERM: exit %d (exited %v)\n%s", code, ok, testharness.Tail(w.Output(), 15))
 	}
 }
 
@@ -246,13 +246,13 @@ func TestTLSFailures(t *testing.T) {
 			start := time.Now()
 			w := startWorker(t, "tls-"+c.name, nil, "--config", cfg, "-Q", "chaos_tls_fail", "-c", "2",
 				"-n", "tlsfail@chaos", "-l", "INFO", "--without-heartbeat")
-			code, exited := w.wait(75 * time.Second)
+			code, exited := w.Wait(75 * time.Second)
 			took := time.Since(start)
-			out := w.out()
+			out := w.Output()
 			if !exited {
-				_ = w.cmd.Process.Kill()
-				_, _ = w.wait(15 * time.Second)
-				out = w.out()
+				_ = w.Cmd.Process.Kill()
+				_, _ = w.Wait(15 * time.Second)
+				out = w.Output()
 			}
 			var warnLines, causeLines int
 			for _, line := range strings.Split(out, "\n") {
@@ -264,7 +264,7 @@ func TestTLSFailures(t *testing.T) {
 				}
 			}
 			t.Logf("%s: exited=%v code=%d after %.1f s; %d warn/error lines, %d naming the cause; last lines:\n%s",
-				c.name, exited, code, took.Seconds(), warnLines, causeLines, trunc(tail(out, 4), 1200))
+				c.name, exited, code, took.Seconds(), warnLines, causeLines, taskload.Trunc(testharness.Tail(out, 4), 1200))
 			addTLSSummary(tlsRow{c.name, exited, code, took.Seconds(), warnLines, causeLines})
 			if !exited {
 				t.Errorf("%s: still running after 25 s (retrying a failure no retry can fix): %d warn/error lines", c.name, warnLines)

@@ -1,17 +1,13 @@
 package clustertest
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,10 +16,11 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/ccworker/ccworker/internal/taskload"
+	"github.com/ccworker/ccworker/internal/testharness"
 	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
 )
@@ -35,43 +32,16 @@ const (
 	countdown = 10                     // percent of tasks with a countdown of 1-20 s
 )
 
-type taskKind int
-
-const (
-	kNoop taskKind = iota
-	kSleep
-	kFail
-	kFlaky
-)
-
-func taskID(queue string, i int) string { return fmt.Sprintf("%s-%05d", queue, i) }
-
-// message builds task i: 50 % noop, 30 % sleep(1-10 ms), 10 % fail, 10 % flaky(1) (one
-// retry), and for 10 % of them a countdown of 1-20 s, so some are held in memory and some
-// parked on the broker, before and after the fault.
-func message(queue string, i int, rng *rand.Rand) (taskKind, amqp.Publishing, error) {
-	id := taskID(queue, i)
-	req := &protocol.Request{ID: id, RootID: id, Kwargs: map[string]any{}}
-	var k taskKind
-	switch r := rng.IntN(10); {
-	case r < 5:
-		k, req.Task, req.Args = kNoop, "ccworker.noop", []any{}
-	case r < 8:
-		k, req.Task, req.Args = kSleep, "ccworker.sleep", []any{0.001 + rng.Float64()*0.009}
-	case r < 9:
-		k, req.Task, req.Args = kFail, "ccworker.fail", []any{"cluster " + id}
-	default:
-		k, req.Task, req.Args = kFlaky, "ccworker.flaky", []any{int64(1)}
-	}
+// message builds task i of the load (taskload.Request), and for 10 % of them a countdown
+// of 1-20 s, so some are held in memory and some parked on the broker, before and after
+// the fault.
+func message(queue string, i int, rng *rand.Rand) (taskload.Kind, amqp.Publishing, error) {
+	k, req := taskload.Request(queue, i, rng, "cluster")
 	if rng.IntN(100) < countdown {
 		req.ETA = time.Now().UTC().Add(time.Second + time.Duration(rng.Int64N(int64(19*time.Second))))
 	}
-	m, err := protocol.EncodeV2(req)
-	if err != nil {
-		return k, amqp.Publishing{}, err
-	}
-	return k, amqp.Publishing{Headers: prefetch.Table(m.Headers), ContentType: m.ContentType,
-		ContentEncoding: m.ContentEncoding, DeliveryMode: amqp.Persistent, CorrelationId: id, Body: m.Body}, nil
+	msg, err := taskload.Publishing(req)
+	return k, msg, err
 }
 
 // publisher sends the tasks at a steady pace with publisher confirms, through its own
@@ -80,7 +50,7 @@ func message(queue string, i int, rng *rand.Rand) (taskKind, amqp.Publishing, er
 type publisher struct {
 	queue string
 	urls  []string
-	kinds []taskKind
+	kinds []taskload.Kind
 
 	published   atomic.Int64 // confirmed
 	republished atomic.Int64
@@ -89,7 +59,7 @@ type publisher struct {
 }
 
 func startPublisher(queue string, order ...int) *publisher {
-	p := &publisher{queue: queue, urls: urls(order...), kinds: make([]taskKind, nTasks), done: make(chan struct{})}
+	p := &publisher{queue: queue, urls: urls(order...), kinds: make([]taskload.Kind, nTasks), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		p.err = p.run()
@@ -353,18 +323,6 @@ func (l *listener) close() {
 
 // ---------------------------------------------------------------- the worker
 
-var taskLine = regexp.MustCompile(`^Task (\S+)\[([^\]]+)\] (received|succeeded in|raised unexpected|retry:)`)
-
-// logLine is one line of ccworker's --log-format json output.
-type logLine struct {
-	Level      string `json:"level"`
-	TS         string `json:"ts"`
-	Msg        string `json:"msg"`
-	Connection string `json:"connection"`
-	Broker     string `json:"broker"`
-	Error      string `json:"error"`
-}
-
 type connected struct {
 	at         time.Time
 	connection string
@@ -373,14 +331,12 @@ type connected struct {
 
 // worker is one ccworker process and what its log says.
 type worker struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *os.File
+	*testharness.Logged
+	name  string
+	tasks *taskload.Ledger
 
 	mu        sync.Mutex
 	probes    map[string]time.Time // probe id -> first received
-	finished  map[string]int       // id + "/retry" or "/done" -> executions
 	connected []connected
 	lost      []time.Time // the task consumer's connection losses
 	warnings  []string
@@ -388,67 +344,40 @@ type worker struct {
 
 func startWorker(t *testing.T, name, config, queue string) *worker {
 	t.Helper()
-	w := &worker{name: name, done: make(chan struct{}), finished: map[string]int{}, probes: map[string]time.Time{}}
-	var err error
-	if w.log, err = os.Create(filepath.Join(workDir, name+".log")); err != nil {
-		t.Fatal(err)
-	}
-	w.cmd = exec.Command(binary, "--config", config, "-Q", queue, "-n", name, "-c", "32",
+	w := &worker{name: name, tasks: taskload.NewLedger(), probes: map[string]time.Time{}}
+	cmd := exec.Command(binary, "--config", config, "-Q", queue, "-n", name, "-c", "32",
 		"-l", "INFO", "--log-format", "json")
-	w.cmd.Dir = workDir
-	// A worker must not outlive a test binary that timed out or was killed.
-	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stderr, err := w.cmd.StderrPipe()
-	if err != nil {
+	cmd.Dir = workDir
+	// A worker must not outlive a test binary that timed out or was killed (StartLogged
+	// sets Pdeathsig).
+	var err error
+	if w.Logged, err = testharness.StartLogged(cmd, testharness.LogOptions{
+		LogPath: filepath.Join(workDir, name+".log"), OnLine: w.add}); err != nil {
 		t.Fatal(err)
 	}
-	w.cmd.Stdout = w.log
-	if err := w.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	read := make(chan struct{})
-	go func() {
-		defer close(read)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			_, _ = w.log.Write(append(sc.Bytes(), '\n'))
-			w.add(sc.Bytes())
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	go func() {
-		<-read
-		_ = w.cmd.Wait()
-		_ = w.log.Close()
-		close(w.done)
-	}()
 	t.Cleanup(func() { w.stop(t) })
 	return w
 }
 
 func (w *worker) add(line []byte) {
-	var ll logLine
-	if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &ll) != nil {
+	ll, ok := taskload.ParseLogLine(line)
+	if !ok {
 		return
 	}
 	at, err := time.Parse("2006-01-02T15:04:05.000Z0700", ll.TS)
 	if err != nil {
 		at = time.Now()
 	}
+	id, ev := w.tasks.Add(ll.Msg)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if m := taskLine.FindStringSubmatch(ll.Msg); m != nil {
-		switch m[3] {
-		case "received":
-			if _, seen := w.probes[m[2]]; strings.HasPrefix(m[2], "probe-") && !seen {
-				w.probes[m[2]] = at
-			}
-		case "retry:":
-			w.finished[m[2]+"/retry"]++
-		default:
-			w.finished[m[2]+"/done"]++
+	switch ev {
+	case taskload.Received:
+		if _, seen := w.probes[id]; strings.HasPrefix(id, "probe-") && !seen {
+			w.probes[id] = at
 		}
+		return
+	case taskload.Retried, taskload.Done:
 		return
 	}
 	if ll.Msg == "broker connection lost; reconnecting" {
@@ -494,29 +423,16 @@ func (w *worker) probeReceived(id string) (time.Time, bool) {
 }
 
 // duplicates counts finished executions beyond one per (id, step).
-func (w *worker) duplicates() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, c := range w.finished {
-		n += c - 1
-	}
-	return n
-}
+func (w *worker) duplicates() int { return w.tasks.Duplicates() }
 
 func (w *worker) stop(t *testing.T) {
-	select {
-	case <-w.done:
+	if w.Exited() {
 		return
-	default:
 	}
-	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-w.done:
-	case <-time.After(60 * time.Second):
+	_ = w.Cmd.Process.Signal(syscall.SIGTERM)
+	if _, ok := w.Wait(60 * time.Second); !ok {
 		t.Errorf("%s did not stop 60 s after SIGTERM; killed", w.name)
-		_ = w.cmd.Process.Kill()
-		<-w.done
+		w.Kill()
 	}
 }
 
@@ -535,12 +451,6 @@ func pingUntil(name string, n int, deadline time.Time) (time.Time, bool) {
 }
 
 // ---------------------------------------------------------------- results
-
-type doc struct {
-	ID     string `bson:"_id"`
-	Status string `bson:"status"`
-	Result any    `bson:"result"`
-}
 
 func resultDB(t *testing.T, name string) (*mongo.Client, *mongo.Database) {
 	t.Helper()
@@ -563,41 +473,18 @@ func resultDB(t *testing.T, name string) (*mongo.Client, *mongo.Database) {
 func finalCount(db *mongo.Database) (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return db.Collection("celery_taskmeta").CountDocuments(ctx,
-		bson.D{{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{"SUCCESS", "FAILURE"}}}}})
+	return db.Collection("celery_taskmeta").CountDocuments(ctx, taskload.Final)
 }
 
-func readDocs(t *testing.T, db *mongo.Database) map[string]doc {
+func readDocs(t *testing.T, db *mongo.Database) map[string]taskload.Doc {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cur, err := db.Collection("celery_taskmeta").Find(ctx, bson.D{},
-		options.Find().SetProjection(bson.D{{Key: "status", Value: 1}, {Key: "result", Value: 1}}))
+	docs, _, err := taskload.ReadDocs(ctx, db.Collection("celery_taskmeta"))
 	if err != nil {
-		t.Fatalf("read results: %v", err)
+		t.Fatal(err)
 	}
-	var all []doc
-	if err := cur.All(ctx, &all); err != nil {
-		t.Fatalf("read results: %v", err)
-	}
-	out := make(map[string]doc, len(all))
-	for _, d := range all {
-		out[d.ID] = d
-	}
-	return out
-}
-
-func checkDoc(k taskKind, d doc) string {
-	res := fmt.Sprint(d.Result)
-	switch {
-	case k == kFail && (d.Status != "FAILURE" || !strings.Contains(res, "ValueError")):
-		return fmt.Sprintf("want FAILURE ValueError, got %s %.100s", d.Status, res)
-	case k == kFlaky && (d.Status != "SUCCESS" || strings.TrimSpace(res) != "1"):
-		return fmt.Sprintf("want SUCCESS 1, got %s %.100s", d.Status, res)
-	case k != kFail && d.Status != "SUCCESS":
-		return fmt.Sprintf("want SUCCESS, got %s %.100s", d.Status, res)
-	}
-	return ""
+	return docs
 }
 
 // probe publishes one ccworker.noop task with id through node n, retrying until the
@@ -605,12 +492,10 @@ func checkDoc(k taskKind, d doc) string {
 // did before deadline.
 func probe(queue, id string, n int, deadline time.Time) bool {
 	req := &protocol.Request{ID: id, RootID: id, Task: "ccworker.noop", Args: []any{}, Kwargs: map[string]any{}}
-	m, err := protocol.EncodeV2(req)
+	msg, err := taskload.Publishing(req)
 	if err != nil {
 		return false
 	}
-	msg := amqp.Publishing{Headers: prefetch.Table(m.Headers), ContentType: m.ContentType,
-		ContentEncoding: m.ContentEncoding, DeliveryMode: amqp.Persistent, CorrelationId: id, Body: m.Body}
 	for time.Now().Before(deadline) {
 		if publishOne(nodeURL(n), queue, msg) == nil {
 			return true

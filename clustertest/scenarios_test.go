@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/ccworker/ccworker/internal/taskload"
 )
 
 // scenario is one run: a quorum queue, a result database, a worker, a publisher and a
@@ -67,7 +69,7 @@ func (s *scenario) startWorker() {
 // waitReady waits until the worker answers ping through node n.
 func (s *scenario) waitReady(n int) {
 	if _, ok := pingUntil(s.node, n, time.Now().Add(90*time.Second)); !ok {
-		s.t.Fatalf("%s never answered ping; see %s", s.node, s.w.log.Name())
+		s.t.Fatalf("%s never answered ping; see %s", s.node, s.w.LogPath)
 	}
 }
 
@@ -163,7 +165,7 @@ func (s *scenario) finish() {
 		DupExecuted: s.w.duplicates(), Consumed: s.consumed, EventsBack: s.events, InspectBack: s.inspect}
 	var missing []string
 	for i, k := range s.pub.kinds {
-		id := taskID(s.queue, i)
+		id := taskload.ID(s.queue, i)
 		d, ok := docs[id]
 		switch {
 		case !ok || (d.Status != "SUCCESS" && d.Status != "FAILURE"):
@@ -173,7 +175,7 @@ func (s *scenario) finish() {
 			}
 		default:
 			r.FinalDocs++
-			if msg := checkDoc(k, d); msg != "" {
+			if msg := taskload.Check(k, d); msg != "" {
 				r.Wrong++
 				t.Errorf("%s: %s", id, msg)
 			}
@@ -184,7 +186,7 @@ func (s *scenario) finish() {
 	t.Logf("%s: published %d (%d again), %d final documents (last count %d), %d missing %v, %d duplicate executions; %d warn/error lines; %.0f s",
 		s.name, r.Published, r.Republished, r.FinalDocs, final, r.Missing, missing, r.DupExecuted, len(s.w.warnings), r.Seconds)
 	if r.Missing > 0 {
-		t.Errorf("%s: %d tasks lost (no final document), e.g. %v; worker log %s", s.name, r.Missing, missing, s.w.log.Name())
+		t.Errorf("%s: %d tasks lost (no final document), e.g. %v; worker log %s", s.name, r.Missing, missing, s.w.LogPath)
 	}
 }
 

@@ -1,6 +1,7 @@
-// Package testharness is what the integration tests of interop, slurmtest and bench share
-// to drive the real ccworker binary: build it once, run it as a subprocess and wait for
-// what it logs, publish through Python Celery's client (scripts/celery_client.py), count
+// Package testharness is what the integration tests of interop, slurmtest, bench, chaos and
+// clustertest share to drive the real ccworker binary: build it once, run it as a
+// subprocess (Start) or as a worker under load with its log in a file (StartLogged) and
+// wait for what it logs, publish through Python Celery's client (scripts/celery_client.py), count
 // the messages a queue holds and read the result documents. The services themselves
 // (URLs, fresh names and databases) come from internal/testenv.
 package testharness
@@ -36,6 +37,16 @@ func RepoRoot() (string, error) {
 // path and a function that removes the directory. The directory is world-readable, so
 // that processes of other users (Slurm jobs) can run the binary.
 func Build() (binary string, remove func(), err error) {
+	return build(nil)
+}
+
+// BuildRelease is Build with `make build`'s flags (CGO_ENABLED=0, -trimpath): the binary
+// that ships, for the fault tests.
+func BuildRelease() (binary string, remove func(), err error) {
+	return build([]string{"CGO_ENABLED=0"}, "-trimpath")
+}
+
+func build(env []string, flags ...string) (binary string, remove func(), err error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", nil, err
@@ -47,8 +58,10 @@ func Build() (binary string, remove func(), err error) {
 	remove = func() { _ = os.RemoveAll(dir) }
 	_ = os.Chmod(dir, 0o755)
 	binary = filepath.Join(dir, "ccworker")
-	cmd := exec.Command("go", "build", "-o", binary, "./cmd/ccworker")
+	args := append(append([]string{"build"}, flags...), "-o", binary, "./cmd/ccworker")
+	cmd := exec.Command("go", args...)
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		remove()
 		return "", func() {}, fmt.Errorf("go build ./cmd/ccworker: %v\n%s", err, out)
@@ -79,9 +92,10 @@ func WaitFor(timeout, interval time.Duration, cond func() bool) bool {
 	}
 }
 
-// Tail returns the last n lines of s, saying how many were left out.
+// Tail returns the last n lines of s (a final newline ends a line, it does not start
+// one), saying how many were left out.
 func Tail(s string, n int) string {
-	l := strings.Split(s, "\n")
+	l := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
 	if len(l) > n {
 		l = append([]string{fmt.Sprintf("[... %d lines]", len(l)-n)}, l[len(l)-n:]...)
 	}

@@ -1,9 +1,13 @@
 package testharness
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,6 +50,9 @@ func TestWaitForAndTail(t *testing.T) {
 	if got := Tail("a\nb\nc", 2); got != "[... 1 lines]\nb\nc" {
 		t.Errorf("Tail = %q", got)
 	}
+	if got := Tail("a\nb\nc\n", 2); got != "[... 1 lines]\nb\nc" {
+		t.Errorf("Tail = %q", got)
+	}
 	if got := Tail("a", 2); got != "a" {
 		t.Errorf("Tail = %q", got)
 	}
@@ -55,5 +62,56 @@ func TestNewUUID(t *testing.T) {
 	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 	if a, b := NewUUID(), NewUUID(); !re.MatchString(a) || a == b {
 		t.Errorf("NewUUID: %q %q", a, b)
+	}
+}
+
+func TestStartLogged(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var lines []string
+	cmd := exec.Command("sh", "-c", "echo out; echo one >&2; echo two >&2; exit 3")
+	p, err := StartLogged(cmd, LogOptions{LogPath: filepath.Join(dir, "w.log"), PidDir: dir, PidNote: "w",
+		OnLine: func(b []byte) { mu.Lock(); lines = append(lines, string(b)); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, ok := p.Wait(30 * time.Second); !ok || code != 3 {
+		t.Fatalf("Wait = %d, %v", code, ok)
+	}
+	log, _ := os.ReadFile(p.LogPath)
+	if !strings.Contains(string(log), "out\n") || !strings.Contains(string(log), "one\ntwo\n") {
+		t.Errorf("log file %q", log)
+	}
+	mu.Lock()
+	if strings.Join(lines, ",") != "one,two" || p.Output() != "one\ntwo\n" {
+		t.Errorf("lines %q, output %q", lines, p.Output())
+	}
+	mu.Unlock()
+	if left, _ := filepath.Glob(filepath.Join(dir, "[0-9]*")); len(left) != 0 {
+		t.Errorf("pid files left: %v", left)
+	}
+
+	cmd = exec.Command("sleep", "60")
+	p, err = StartLogged(cmd, LogOptions{LogPath: filepath.Join(dir, "s.log"), PidDir: dir, PidNote: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(dir, strconv.Itoa(cmd.Process.Pid))
+	if b, err := os.ReadFile(pidFile); err != nil || string(b) != "s\n" {
+		t.Errorf("pid file: %q, %v", b, err)
+	}
+	p.Kill()
+	if code, ok := p.Wait(time.Second); !ok || code != 128+9 || !p.Exited() {
+		t.Errorf("after Kill: %d, %v", code, ok)
+	}
+}
+
+func TestWaitProgress(t *testing.T) {
+	n := 0
+	if !WaitProgress(time.Second, time.Millisecond, func() int { n++; return n }, func() bool { return n > 50 }) {
+		t.Error("gave up while progressing")
+	}
+	if WaitProgress(50*time.Millisecond, time.Millisecond, func() int { return 1 }, func() bool { return false }) {
+		t.Error("did not give up on a stall")
 	}
 }

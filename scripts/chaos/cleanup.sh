@@ -7,7 +7,7 @@
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CHAOS_STATE=${CHAOS_STATE:-${XDG_CACHE_HOME:-$HOME/.cache}/ccworker/chaos}
-comm_is() { [ -n "$1" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]; }
+. "$HERE/../lib/proc.sh"
 n=0
 for f in "$CHAOS_STATE"/workers/*; do
 	[ -e "$f" ] || continue

@@ -14,8 +14,7 @@ CHAOS_STATE=${CHAOS_STATE:-${XDG_CACHE_HOME:-$HOME/.cache}/ccworker/chaos}
 FERRETDB=${FERRETDB:-${XDG_CACHE_HOME:-$HOME/.cache}/ccworker/bin/ferretdb}
 say() { echo "chaos-ferretdb: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
-comm_is() { [ -n "$1" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]; }
-answers() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+. "$HERE/../lib/proc.sh"
 
 cmd=${1:-}; name=${2:-}
 dir=$CHAOS_STATE/ferretdb-$name
@@ -52,8 +51,7 @@ case "$cmd" in
     p=$(cat "$pidf")
     if comm_is "$p" ferretdb; then
       if [ "$cmd" = kill ]; then kill -9 "$p"; else kill "$p"; fi
-      for _ in $(seq 1 100); do comm_is "$p" ferretdb || break; sleep 0.1; done
-      comm_is "$p" ferretdb && kill -9 "$p"
+      reap "$p" ferretdb "$name"
       say "$name stopped ($cmd, pid $p)"
     fi
     rm -f "$pidf"

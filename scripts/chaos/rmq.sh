@@ -15,8 +15,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/env.sh"
 say() { echo "chaos-rmq: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
-comm_is() { [ -n "$1" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]; }
-answers() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+. "$HERE/../lib/proc.sh"
 ctl() { "$RMQBIN/rabbitmqctl" -q "$@"; }
 
 running() { [ -s "$RABBITMQ_PID_FILE" ] && comm_is "$(cat "$RABBITMQ_PID_FILE")" beam.smp; }
@@ -54,8 +53,7 @@ stop_node() {
   if running; then
     local p; p=$(cat "$RABBITMQ_PID_FILE")
     ctl stop "$RABBITMQ_PID_FILE" >/dev/null 2>&1 || true
-    for _ in $(seq 1 100); do comm_is "$p" beam.smp || break; sleep 0.1; done
-    if comm_is "$p" beam.smp; then say "pid $p still alive, KILL"; kill -9 "$p"; fi
+    reap "$p" beam.smp
     say "node stopped (pid $p)"
   fi
 }

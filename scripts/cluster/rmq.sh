@@ -17,8 +17,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/env.sh"
 say() { echo "cluster-rmq: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
-comm_is() { [ -n "$1" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]; }
-answers() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+. "$HERE/../lib/proc.sh"
 nodes() { seq 1 "$CLUSTER_NODES"; }
 pid_of() { (node_env "$1"; cat "$RABBITMQ_PID_FILE" 2>/dev/null || true); }
 running() { comm_is "$(pid_of "$1")" beam.smp; }
@@ -65,8 +64,7 @@ stop_node() {
   running "$n" || return 0
   p=$(pid_of "$n")
   (node_env "$n"; timeout 60 "$RMQBIN/rabbitmqctl" -q -n "$RABBITMQ_NODENAME" stop "$RABBITMQ_PID_FILE" >/dev/null 2>&1) || true
-  for _ in $(seq 1 100); do comm_is "$p" beam.smp || break; sleep 0.1; done
-  if comm_is "$p" beam.smp; then say "cc$n pid $p still alive, KILL"; kill -9 "$p"; fi
+  reap "$p" beam.smp "cc$n"
   say "cc$n stopped (pid $p)"
 }
 
@@ -75,7 +73,7 @@ kill_node() {
   p=$(pid_of "$n")
   comm_is "$p" beam.smp || die "cc$n is not running"
   kill -9 "$p"
-  for _ in $(seq 1 100); do comm_is "$p" beam.smp || break; sleep 0.1; done
+  reap "$p" beam.smp "cc$n"
   say "cc$n killed (pid $p)"
 }
 
