@@ -15,7 +15,6 @@ import (
 
 	"github.com/ccworker/ccworker/internal/taskload"
 	"github.com/ccworker/ccworker/internal/testharness"
-	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
 )
 
@@ -122,36 +121,8 @@ func runScenario(t *testing.T, name string, fault func(*faultCtx)) {
 	f := &faultCtx{t: t, name: name, queue: queue, led: newLedger()}
 
 	// Fresh queue and database.
-	conn, err := amqp.Dial(amqpGoURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if ch, err := conn.Channel(); err == nil {
-		_, _ = ch.QueueDelete(queue, false, false, false)
-		_ = ch.Close()
-	}
-	if err := prefetch.Declare(conn, []prefetch.Queue{prefetch.CeleryQueue(queue, 0)}); err != nil {
-		t.Fatal(err)
-	}
-	client, err := mongo.Connect(options.Client().ApplyURI(mongoURL).SetServerSelectionTimeout(2 * time.Second).SetTimeout(10 * time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := ctxTimeout(20 * time.Second)
-		defer cancel()
-		if !t.Failed() {
-			_ = client.Database(queue).Drop(ctx)
-		}
-		_ = client.Disconnect(ctx)
-	}()
-	coll := client.Database(queue).Collection("celery_taskmeta")
-	{
-		ctx, cancel := ctxTimeout(20 * time.Second)
-		_ = client.Database(queue).Drop(ctx)
-		cancel()
-	}
+	conn := freshQueue(t, queue)
+	coll := freshResults(t, queue, options.Client().SetServerSelectionTimeout(2*time.Second).SetTimeout(10*time.Second))
 
 	kinds := publish(t, conn, queue)
 	_ = conn.Close()

@@ -21,8 +21,13 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
 	"github.com/ccworker/ccworker/internal/taskload"
 	"github.com/ccworker/ccworker/internal/testharness"
+	"github.com/ccworker/ccworker/prefetch"
 )
 
 const (
@@ -66,19 +71,13 @@ func runMain(m *testing.M) (code int) {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if workDir, err = os.MkdirTemp("", "ccworker-chaos-"); err != nil {
+	// Logs and certificates: the RabbitMQ node reads the PEM files in it.
+	var done func(int)
+	if workDir, done, err = testharness.LogDir("chaos", os.Getenv("CCWORKER_CHAOS_KEEP") == "1"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	_ = os.Chmod(workDir, 0o755) // the RabbitMQ node reads the PEM files in it
-	keep := os.Getenv("CCWORKER_CHAOS_KEEP") == "1"
-	defer func() {
-		if code != 0 || keep {
-			fmt.Printf("chaos: logs and certificates kept in %s\n", workDir)
-			return
-		}
-		_ = os.RemoveAll(workDir)
-	}()
+	defer func() { done(code) }()
 	t0 := time.Now()
 	var remove func()
 	if binary, remove, err = testharness.BuildRelease(); err != nil {
@@ -387,4 +386,48 @@ func printFaultSummary() {
 
 func ctxTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+// freshQueue deletes queue (and the queues in also) and declares it again as Celery does;
+// the connection is closed at the end of the test.
+func freshQueue(t *testing.T, queue string, also ...string) *amqp.Connection {
+	t.Helper()
+	conn, err := amqp.Dial(amqpGoURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if ch, err := conn.Channel(); err == nil {
+		for _, q := range append([]string{queue}, also...) {
+			_, _ = ch.QueueDelete(q, false, false, false)
+		}
+		_ = ch.Close()
+	}
+	if err := prefetch.Declare(conn, []prefetch.Queue{prefetch.CeleryQueue(queue, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// freshResults connects to the PostgreSQL-backed FerretDB with co and returns the result
+// collection of database db, dropped first (a failed earlier run keeps its own) and again
+// at the end of a test that passed.
+func freshResults(t *testing.T, db string, co *options.ClientOptions) *mongo.Collection {
+	t.Helper()
+	client, err := mongo.Connect(co.ApplyURI(mongoURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := ctxTimeout(time.Minute)
+		defer cancel()
+		if !t.Failed() {
+			_ = client.Database(db).Drop(ctx)
+		}
+		_ = client.Disconnect(ctx)
+	})
+	ctx, cancel := ctxTimeout(time.Minute)
+	defer cancel()
+	_ = client.Database(db).Drop(ctx)
+	return client.Database(db).Collection("celery_taskmeta")
 }

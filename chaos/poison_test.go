@@ -15,12 +15,10 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/ccworker/ccworker/internal/taskload"
 	"github.com/ccworker/ccworker/internal/testharness"
-	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
 )
 
@@ -90,36 +88,8 @@ func badCatalogue(t *testing.T, queue string) []badMessage {
 func TestPoisonAmongValidTasks(t *testing.T) {
 	start := time.Now()
 	queue := "chaos_poison"
-	conn, err := amqp.Dial(amqpGoURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if ch, err := conn.Channel(); err == nil {
-		_, _ = ch.QueueDelete(queue, false, false, false)
-		_ = ch.Close()
-	}
-	if err := prefetch.Declare(conn, []prefetch.Queue{prefetch.CeleryQueue(queue, 0)}); err != nil {
-		t.Fatal(err)
-	}
-	client, err := mongo.Connect(options.Client().ApplyURI(mongoURL).SetTimeout(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := ctxTimeout(time.Minute)
-		defer cancel()
-		if !t.Failed() {
-			_ = client.Database(queue).Drop(ctx)
-		}
-		_ = client.Disconnect(ctx)
-	}()
-	coll := client.Database(queue).Collection("celery_taskmeta")
-	{
-		ctx, cancel := ctxTimeout(time.Minute)
-		_ = client.Database(queue).Drop(ctx)
-		cancel()
-	}
+	conn := freshQueue(t, queue)
+	coll := freshResults(t, queue, options.Client().SetTimeout(time.Minute))
 
 	bad := badCatalogue(t, queue)
 	ch, err := conn.Channel()

@@ -7,9 +7,7 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/ccworker/ccworker/internal/taskload"
@@ -25,21 +23,11 @@ import (
 // never unacked for long. (With Celery's acks_late both would loop for ever, #6760.)
 func TestConsumerTimeout(t *testing.T) {
 	const queue = "chaos_consumer_timeout"
-	conn, err := amqp.Dial(amqpGoURL)
-	if err != nil {
-		t.Fatal(err)
+	var delayQueues []string
+	for _, b := range []time.Duration{1, 2, 4, 8, 16, 32, 64} {
+		delayQueues = append(delayQueues, prefetch.DelayQueueName(queue, b*time.Second))
 	}
-	defer conn.Close()
-	if ch, err := conn.Channel(); err == nil {
-		_, _ = ch.QueueDelete(queue, false, false, false)
-		for _, b := range []time.Duration{1, 2, 4, 8, 16, 32, 64} {
-			_, _ = ch.QueueDelete(prefetch.DelayQueueName(queue, b*time.Second), false, false, false)
-		}
-		_ = ch.Close()
-	}
-	if err := prefetch.Declare(conn, []prefetch.Queue{prefetch.CeleryQueue(queue, 0)}); err != nil {
-		t.Fatal(err)
-	}
+	conn := freshQueue(t, queue, delayQueues...)
 	ch, err := conn.Channel()
 	if err != nil {
 		t.Fatal(err)
@@ -60,24 +48,7 @@ func TestConsumerTimeout(t *testing.T) {
 	send(long)
 	send(later)
 
-	client, err := mongo.Connect(options.Client().ApplyURI(mongoURL).SetTimeout(10 * time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := ctxTimeout(20 * time.Second)
-		defer cancel()
-		if !t.Failed() {
-			_ = client.Database(queue).Drop(ctx)
-		}
-		_ = client.Disconnect(ctx)
-	}()
-	coll := client.Database(queue).Collection("celery_taskmeta")
-	{ // a fresh database: a failed earlier run keeps its own
-		ctx, cancel := ctxTimeout(20 * time.Second)
-		_ = client.Database(queue).Drop(ctx)
-		cancel()
-	}
+	coll := freshResults(t, queue, options.Client().SetTimeout(10*time.Second))
 
 	w := startWorker(t, "consumer-timeout", newLedger(), "-b", ccworkerBrokerURL,
 		"--result-backend", mongoURL+queue, "-Q", queue, "-c", "4", "-n", "timeout@chaos", "-l", "INFO",

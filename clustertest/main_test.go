@@ -66,18 +66,13 @@ func runMain(m *testing.M) (code int) {
 	if mongoURL == "" {
 		mongoURL = "mongodb://127.0.0.1:27017/"
 	}
-	if workDir, err = os.MkdirTemp("", "ccworker-cluster-"); err != nil {
+	keep := os.Getenv("CCWORKER_CLUSTER_KEEP") == "1"
+	var done func(int)
+	if workDir, done, err = testharness.LogDir("clustertest", keep); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	keep := os.Getenv("CCWORKER_CLUSTER_KEEP") == "1"
-	defer func() {
-		if code != 0 || keep {
-			fmt.Printf("clustertest: logs kept in %s\n", workDir)
-			return
-		}
-		_ = os.RemoveAll(workDir)
-	}()
+	defer func() { done(code) }()
 	t0 := time.Now()
 	var remove func()
 	if binary, remove, err = testharness.Build(); err != nil {

@@ -115,3 +115,23 @@ func TestWaitProgress(t *testing.T) {
 		t.Error("did not give up on a stall")
 	}
 }
+
+func TestLogDir(t *testing.T) {
+	dir, done, err := LogDir("harness-test", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done(0)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s left after a passing run: %v", dir, err)
+	}
+	dir, done, err = LogDir("harness-test", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done(1)
+	if _, err := os.Stat(dir); err != nil {
+		t.Errorf("%s not kept after a failed run: %v", dir, err)
+	}
+	_ = os.RemoveAll(dir)
+}

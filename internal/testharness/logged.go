@@ -3,6 +3,7 @@ package testharness
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -153,4 +154,21 @@ func WaitProgress(stall, interval time.Duration, progress func() int, done func(
 		}
 		time.Sleep(interval)
 	}
+}
+
+// LogDir makes a fresh world-readable directory (a private RabbitMQ node may read files
+// in it) for the logs of a test binary's run. done(code) removes it unless the run failed
+// (code != 0) or keep is set; then it says, with what in front, where the logs are.
+func LogDir(what string, keep bool) (dir string, done func(code int), err error) {
+	if dir, err = os.MkdirTemp("", "ccworker-"+what+"-"); err != nil {
+		return "", nil, err
+	}
+	_ = os.Chmod(dir, 0o755)
+	return dir, func(code int) {
+		if code != 0 || keep {
+			fmt.Printf("%s: logs kept in %s\n", what, dir)
+			return
+		}
+		_ = os.RemoveAll(dir)
+	}, nil
 }
