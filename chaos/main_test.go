@@ -362,7 +362,7 @@ func printSummary() {
 	}
 	if len(tlsRows) > 0 {
 		sort.Slice(tlsRows, func(i, j int) bool { return tlsRows[i].name < tlsRows[j].name })
-		fmt.Println("TLS misconfigurations (want: exited, code 2, within seconds, cause named, <= 3 warn/error lines)")
+		fmt.Println("TLS misconfigurations (want: exited, code 2, within seconds, cause named, <= 8 warn/error lines)")
 		fmt.Printf("%-28s %7s %5s %7s %5s %6s\n", "case", "exited", "code", "secs", "warn", "cause")
 		for _, r := range tlsRows {
 			fmt.Printf("%-28s %7v %5d %7.1f %5d %6d\n", r.name, r.exited, r.code, r.seconds, r.warnLines, r.causeLines)

@@ -276,10 +276,11 @@ func TestTLSFailures(t *testing.T) {
 			if causeLines == 0 {
 				t.Errorf("%s: the log does not name the cause (want %s)", c.name, c.cause)
 			}
-			// One clear error, not a retry loop. On a loaded machine the broker may reset the
-			// connection before its TLS alert arrives, and a reset is worth one retry (one
-			// more warning line before the alert names the cause): 4 lines seen, 2 usually.
-			if warnLines > 5 {
+			// One clear error, not a retry loop (a loop is caught above: still running after
+			// 25 s). The broker may reset a connection before its TLS alert arrives, and a
+			// reset is worth a retry on each of the worker's connections before the alert
+			// names the cause: 2 lines usually, 4 and 5 seen (5 on a quiet machine).
+			if warnLines > 8 {
 				t.Errorf("%s: %d warn/error lines before exiting (want one clear error)", c.name, warnLines)
 			}
 		})
