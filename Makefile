@@ -22,7 +22,7 @@ build:
 ## test: start the services and the test Slurm cluster, then run every test with the race detector
 ##   (the cluster is left running, like the services: `make slurm-stop` stops it)
 test: services slurm build promtool
-	SLURM_CONF=$(SLURM_CONF_FILE) $(GO) test -race -timeout 12m -count=1 $(PKGS)
+	CCWORKER_REQUIRE_TOOLS=1 SLURM_CONF=$(SLURM_CONF_FILE) $(GO) test -race -timeout 12m -count=1 $(PKGS)
 
 ## test-slurm: only the Slurm tests (slurmtest/: deploy/slurm/*.sbatch on a private 4-node cluster), verbose
 .PHONY: slurm slurm-stop test-slurm

@@ -21,7 +21,11 @@ func testPython(t *testing.T) string {
 			return lp
 		}
 	}
-	t.Skip("no python3: the Python config import cannot be tested")
+	const why = "no python3: the Python config import cannot be tested"
+	if os.Getenv("CCWORKER_REQUIRE_TOOLS") == "1" { // make test installed it: a miss is a failure
+		t.Fatal(why)
+	}
+	t.Skip(why)
 	return ""
 }
 
