@@ -38,7 +38,8 @@ func newResultsPart(cfg Results, log *zap.Logger) *resultsPart {
 // answers or ctx ends, then starts the writer.
 func (p *resultsPart) Start(ctx context.Context) error {
 	m := p.cfg.Mongo
-	client, err := mongo.Connect(options.Client().ApplyURI(m.URI).SetAppName("ccworker"))
+	opts := options.Client().ApplyURI(m.URI).SetAppName("ccworker")
+	client, err := mongo.Connect(opts)
 	if err != nil {
 		return configError{fmt.Errorf("result backend %s: %w", m.Redacted(), err)}
 	}
@@ -50,7 +51,7 @@ func (p *resultsPart) Start(ctx context.Context) error {
 	p.mu.Lock()
 	p.client = client
 	p.mu.Unlock()
-	p.store.Coll = coll
+	p.store.Coll, p.store.WriteConcern = coll, opts.WriteConcern
 	return p.writer.Start(ctx)
 }
 

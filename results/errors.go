@@ -77,6 +77,10 @@ func StoreWide(err error) bool {
 	if errors.As(err, &bwe) && bwe.WriteConcernError != nil {
 		return true
 	}
+	var we mongo.WriteException
+	if errors.As(err, &we) && we.WriteConcernError != nil {
+		return true
+	}
 	var le mongo.LabeledError
 	if errors.As(err, &le) && (le.HasErrorLabel("RetryableWriteError") || le.HasErrorLabel("NetworkError") ||
 		le.HasErrorLabel("TransientTransactionError")) {

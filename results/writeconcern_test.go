@@ -45,7 +45,8 @@ func TestWriteConcernFromTheURLReachesEveryWrite(t *testing.T) {
 			concerns[e.CommandName] = nil
 		}
 	}}
-	client, err := mongo.Connect(options.Client().ApplyURI(m.URI).SetMonitor(monitor))
+	opts := options.Client().ApplyURI(m.URI).SetMonitor(monitor)
+	client, err := mongo.Connect(opts)
 	require.NoError(t, err)
 	coll := client.Database(m.Database).Collection(m.Collection)
 	t.Cleanup(func() {
@@ -55,7 +56,7 @@ func TestWriteConcernFromTheURLReachesEveryWrite(t *testing.T) {
 		_ = client.Disconnect(ctx)
 	})
 
-	w := startWriter(t, MongoStore{Coll: coll}, Config{BatchSize: 1})
+	w := startWriter(t, MongoStore{Coll: coll, WriteConcern: opts.WriteConcern}, Config{BatchSize: 1})
 	rec := &Record{TaskID: "wc-1", Status: StatusSuccess, Result: "1", DateDone: time.Now()}
 	for range 2 { // an insert, then a replace of the same id
 		select {

@@ -395,6 +395,8 @@ func TestStoreWide(t *testing.T) {
 		{mongo.CommandError{Code: 10334, Message: "BSONObjectTooLarge"}, false},
 		{mongo.WriteException{WriteErrors: mongo.WriteErrors{{Code: 2, Message: "invalid key"}}}, false},
 		{mongo.WriteException{WriteConcernError: &mongo.WriteConcernError{Code: 64}}, true},
+		// UnsatisfiableWriteConcern, as an own insert command reports it
+		{fmt.Errorf("results: insert into celery_taskmeta: %w", mongo.WriteException{WriteConcernError: &mongo.WriteConcernError{Code: 100}}), true},
 	} {
 		require.Equal(t, c.want, StoreWide(c.err), "%v", c.err)
 	}
