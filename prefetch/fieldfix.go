@@ -1,6 +1,7 @@
 package prefetch
 
 import (
+	"bufio"
 	"encoding/binary"
 	"io"
 	"net"
@@ -14,15 +15,24 @@ import (
 // would wedge the queue. Both are 8-byte signed integers (py-amqp packs '>q'), so the
 // rewrite changes nothing else. Anything that does not parse as the frames it expects is
 // passed through untouched.
+//
+// Frames are read through a buffer: amqp091-go buffers above this conn, but reading
+// frame by frame from the socket would cost three read calls a frame, nine a message.
 type fieldFixConn struct {
 	net.Conn
-	buf  []byte // frame bytes ready for the reader
+	in   *bufio.Reader // the socket, buffered
+	buf  []byte        // frame bytes ready for the reader
 	off  int
 	raw  bool // gave up on framing: pass everything through
 	head [7]byte
 }
 
-func newFieldFixConn(c net.Conn) *fieldFixConn { return &fieldFixConn{Conn: c} }
+// readBuffer is the socket read buffer: many frames of small messages a read call.
+const readBuffer = 64 << 10
+
+func newFieldFixConn(c net.Conn) *fieldFixConn {
+	return &fieldFixConn{Conn: c, in: bufio.NewReaderSize(c, readBuffer)}
+}
 
 const (
 	frameHeader = 2    // content header frame
@@ -32,7 +42,7 @@ const (
 
 func (c *fieldFixConn) Read(p []byte) (int, error) {
 	if c.raw && c.off >= len(c.buf) {
-		return c.Conn.Read(p)
+		return c.in.Read(p)
 	}
 	if c.off >= len(c.buf) {
 		if err := c.nextFrame(); err != nil {
@@ -46,7 +56,7 @@ func (c *fieldFixConn) Read(p []byte) (int, error) {
 
 // nextFrame reads one whole frame into buf, fixing it if it is a content header.
 func (c *fieldFixConn) nextFrame() error {
-	if _, err := io.ReadFull(c.Conn, c.head[:1]); err != nil {
+	if _, err := io.ReadFull(c.in, c.head[:1]); err != nil {
 		return err
 	}
 	switch c.head[0] {
@@ -56,7 +66,7 @@ func (c *fieldFixConn) nextFrame() error {
 		c.raw, c.buf, c.off = true, append(c.buf[:0], c.head[0]), 0
 		return nil
 	}
-	if _, err := io.ReadFull(c.Conn, c.head[1:]); err != nil {
+	if _, err := io.ReadFull(c.in, c.head[1:]); err != nil {
 		return err
 	}
 	size := binary.BigEndian.Uint32(c.head[3:7])
@@ -70,7 +80,7 @@ func (c *fieldFixConn) nextFrame() error {
 	}
 	c.buf = c.buf[:total]
 	copy(c.buf, c.head[:])
-	if _, err := io.ReadFull(c.Conn, c.buf[7:]); err != nil {
+	if _, err := io.ReadFull(c.in, c.buf[7:]); err != nil {
 		return err
 	}
 	c.off = 0

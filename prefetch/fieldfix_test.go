@@ -1,6 +1,7 @@
 package prefetch
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"io"
@@ -77,4 +78,38 @@ func TestFieldFixPassesNonFramesThrough(t *testing.T) {
 	out, err := io.ReadAll(newFieldFixConn(client))
 	require.NoError(t, err)
 	require.Equal(t, refusal, out)
+}
+
+// countingConn counts the read calls that reach the socket.
+type countingConn struct {
+	net.Conn
+	reads int
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	c.reads++
+	return c.Conn.Read(p)
+}
+
+// TestFieldFixReadsTheSocketInBulk: a burst of frames (100 messages: method, header and
+// body frames each) is read from the socket in a few calls, not three a frame.
+func TestFieldFixReadsTheSocketInBulk(t *testing.T) {
+	var burst []byte
+	method := []byte{1, 0, 1, 0, 0, 0, 4, 0, 60, 0, 60, frameEnd}
+	body := []byte{3, 0, 1, 0, 0, 0, 3, 'a', 'b', 'c', frameEnd}
+	for range 100 {
+		burst = append(burst, method...)
+		burst = append(burst, headerFrame(entry("n", 'L', make([]byte, 8)))...)
+		burst = append(burst, body...)
+	}
+	server, client := net.Pipe()
+	go func() {
+		_, _ = server.Write(burst) // net.Pipe hands over at most what each Read asks for
+		_ = server.Close()
+	}()
+	conn := &countingConn{Conn: client}
+	out, err := io.ReadAll(bufio.NewReader(newFieldFixConn(conn)))
+	require.NoError(t, err)
+	require.Len(t, out, len(burst))
+	require.Less(t, conn.reads, 10, "read calls on the socket for 300 frames")
 }
