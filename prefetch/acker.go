@@ -26,7 +26,8 @@ const (
 // multiple=true ack ending at the newest of them (always a tag still outstanding, so
 // RabbitMQ never sees an unknown tag). A finished tag stuck behind a long-running one
 // is acked on its own after maxHold, so a slow task never holds back the prefetch
-// window. Rejections are sent at once, one by one.
+// window. Rejections are sent at once, one by one. A short finished prefix in a large
+// window waits for more (prefixWaits), so a busy worker acks in batches.
 //
 // All methods are safe for concurrent use; flushing happens in the caller's goroutine
 // when it finds the acker idle, so acks from many finishing tasks coalesce without a
@@ -92,11 +93,31 @@ func (a *acker) ack(tag uint64) {
 	a.states[i] = ready
 	a.since[i] = time.Now().UnixNano()
 	a.nready++
+	wait := a.prefixWaits()
 	a.mu.Unlock()
-	a.flush()
+	if !wait {
+		a.flush()
+	}
 	if a.onHold != nil && a.holding() {
 		a.onHold()
 	}
+}
+
+// ackBatch is the finished prefix acked as soon as it is reached; see prefixWaits.
+const ackBatch = 64
+
+// prefixWaits reports whether the finished prefix should wait for more before it is
+// acked: it is shorter than ackBatch and than a quarter of the tracked window, and a
+// pending delivery follows it. A busy worker then sends one ack frame (and one write
+// to the socket) per ackBatch tasks instead of one per task, a small window is still
+// acked at once so the broker can refill it, and a prefix left waiting goes out with
+// the next tick (at most maxHold/2 later). Callers hold mu.
+func (a *acker) prefixWaits() bool {
+	n := 0
+	for n < len(a.states) && n < ackBatch && a.states[n] != pending {
+		n++
+	}
+	return n > 0 && n < ackBatch && n*4 < len(a.states)
 }
 
 // holding reports whether finished tags wait for a tick (behind an unfinished one).

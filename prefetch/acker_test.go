@@ -231,3 +231,50 @@ func TestAckerReportsHeldTags(t *testing.T) {
 	require.Equal(t, 1, holds)
 	require.Empty(t, f.outstanding)
 }
+
+// A busy window is acked in batches of ackBatch, not one frame per finished task.
+func TestAckerAcksABusyWindowInBatches(t *testing.T) {
+	f := newFakeChannel()
+	a := newTestAcker(f, time.Hour)
+	const window = 2048
+	for tag := uint64(1); tag <= window; tag++ {
+		f.deliver(tag)
+		a.track(tag)
+	}
+	for tag := uint64(1); tag <= window; tag++ {
+		a.ack(tag)
+	}
+	require.NoError(t, f.err)
+	require.Empty(t, f.outstanding, "the whole window acked once all finished")
+	require.LessOrEqual(t, f.calls, 2*window/ackBatch, "ack frames for %d tasks (one per task before)", window)
+}
+
+// A short finished prefix ahead of many pending deliveries waits for the tick; a small
+// window is acked at once so the broker can refill it.
+func TestAckerShortPrefixWaitsForTheTick(t *testing.T) {
+	f := newFakeChannel()
+	a := newTestAcker(f, time.Hour)
+	for tag := uint64(1); tag <= 100; tag++ {
+		f.deliver(tag)
+		a.track(tag)
+	}
+	for tag := uint64(1); tag <= 5; tag++ {
+		a.ack(tag)
+	}
+	require.Zero(t, f.calls, "5 of 100 wait for more")
+	require.True(t, a.holding(), "so the consumer ticks")
+	a.tick()
+	require.Equal(t, 1, f.calls)
+	for tag := uint64(1); tag <= 5; tag++ {
+		require.False(t, f.outstanding[tag])
+	}
+
+	g := newFakeChannel()
+	b := newTestAcker(g, time.Hour)
+	for tag := uint64(1); tag <= 4; tag++ { // -c 1, prefetch multiplier 4
+		g.deliver(tag)
+		b.track(tag)
+	}
+	b.ack(1)
+	require.Equal(t, 1, g.calls, "a quarter of a small window goes at once")
+}
