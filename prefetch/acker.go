@@ -26,8 +26,8 @@ const (
 // multiple=true ack ending at the newest of them (always a tag still outstanding, so
 // RabbitMQ never sees an unknown tag). A finished tag stuck behind a long-running one
 // is acked on its own after maxHold, so a slow task never holds back the prefetch
-// window. Rejections are sent at once, one by one. A short finished prefix in a large
-// window waits for more (prefixWaits), so a busy worker acks in batches.
+// window. Rejections are sent at once, one by one. With batch set, a short finished
+// prefix waits for more (prefixWaits), so a busy worker acks in batches.
 //
 // All methods are safe for concurrent use; flushing happens in the caller's goroutine
 // when it finds the acker idle, so acks from many finishing tasks coalesce without a
@@ -41,6 +41,7 @@ type acker struct {
 	maxHold time.Duration
 	onError func(error)
 	onHold  func() // optional: a finished tag waits behind an unfinished one
+	batch   int    // a finished prefix shorter than this waits for more (1: never waits)
 
 	mu     sync.Mutex
 	base   uint64 // tag of states[0]
@@ -53,7 +54,7 @@ type acker struct {
 }
 
 func newAcker(ch channelAcker, maxHold time.Duration, onError func(error)) *acker {
-	return &acker{ch: ch, maxHold: maxHold, onError: onError, base: 1}
+	return &acker{ch: ch, maxHold: maxHold, onError: onError, base: 1, batch: 1}
 }
 
 // setChannel gives the acker the channel its tags belong to.
@@ -103,21 +104,30 @@ func (a *acker) ack(tag uint64) {
 	}
 }
 
-// ackBatch is the finished prefix acked as soon as it is reached; see prefixWaits.
+// ackBatch is the longest finished prefix left waiting; see prefixWaits.
 const ackBatch = 64
 
 // prefixWaits reports whether the finished prefix should wait for more before it is
-// acked: it is shorter than ackBatch and than a quarter of the tracked window, and a
-// pending delivery follows it. A busy worker then sends one ack frame (and one write
-// to the socket) per ackBatch tasks instead of one per task, a small window is still
-// acked at once so the broker can refill it, and a prefix left waiting goes out with
-// the next tick (at most maxHold/2 later). Callers hold mu.
+// acked: it is shorter than batch. A busy worker then sends one ack frame (one write to
+// the socket) per batch tasks instead of one per task; a prefix left waiting goes out
+// with the next tick, at most maxHold/2 later (the consumer ticks while any waits). It
+// waits even when nothing pending follows it: a worker that keeps up with deliveries
+// has nothing pending between two of them. Callers hold mu.
 func (a *acker) prefixWaits() bool {
 	n := 0
-	for n < len(a.states) && n < ackBatch && a.states[n] != pending {
+	for n < len(a.states) && n < a.batch && a.states[n] != pending {
 		n++
 	}
-	return n > 0 && n < ackBatch && n*4 < len(a.states)
+	return n > 0 && n < a.batch
+}
+
+// batchFor is the prefix batch for a consumer's prefetch window: ackBatch, or a quarter
+// of a small window, so the broker can refill it long before it runs dry.
+func batchFor(prefetch int) int {
+	if prefetch <= 0 {
+		return ackBatch
+	}
+	return max(1, min(ackBatch, prefetch/4))
 }
 
 // holding reports whether finished tags wait for a tick (behind an unfinished one).

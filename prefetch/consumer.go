@@ -352,6 +352,7 @@ func (c *Consumer) startConsumer(s *session, q Queue) {
 	qc := &queueConsumer{q: q, cancel: cancel, acker: newAcker(nil, c.cfg.MaxAckHold, func(err error) {
 		c.log.Debug("ack failed (channel closing)", zap.Error(err))
 	})}
+	qc.acker.batch = batchFor(c.cfg.Prefetch)
 	qc.acker.onHold = func() {
 		select {
 		case c.hold <- struct{}{}:
