@@ -89,7 +89,7 @@ func (o *workerOptions) bind(cmd *cobra.Command) {
 	f.BoolVar(&o.withoutHeartbeat, "without-heartbeat", false, "send no worker-online/heartbeat/offline events")
 	f.BoolVar(&o.purge, "purge", false, "delete all waiting messages of the consumed queues before starting")
 	f.BoolVar(&o.earlyAck, "early-ack", false, "ack when a task starts, as Celery does by default (task_acks_late = False): for tasks that must never run twice; default: ack once the result is durable")
-	f.DurationVar(&o.maxIdle, "max-idle", 0, "exit 0 once no task has arrived for this long and none runs (batch jobs give their allocation back when the queue runs dry); 0 = never")
+	f.DurationVar(&o.maxIdle, "max-idle", 0, "exit 0 once no task has arrived for this long, none runs and none waits in the queues (batch jobs give their allocation back when the queue runs dry); 0 = never")
 	f.DurationVar(&o.ackGuard, "ack-guard", 25*time.Minute, "ack a message unacked this long (a long task), before RabbitMQ's consumer_timeout (30 min by default) closes the channel; keep it below the broker's; 0 = never")
 	f.IntVar(&o.maxMessageSize, "max-message-size", 64<<20, "reject (without requeue, with a log line) a message whose body is larger than this many bytes")
 	f.Uint64Var(&o.maxTasks, "max-tasks", 0, "exit 0 after taking this many tasks; 0 = no limit")

@@ -277,6 +277,39 @@ func (c *Consumer) Reconnects() map[string]uint64 {
 	return map[string]uint64{"connection": c.lostConn.Load(), "channel": c.lostChannel.Load()}
 }
 
+// Waiting returns how many messages wait (ready, not yet delivered to any consumer) in
+// the queues consumed now, read with passive declares on a channel of its own. A worker
+// that has seen no task for a while asks it before it leaves (--max-idle): RabbitMQ can
+// take a few hundred milliseconds to start or resume delivering from a long queue.
+func (c *Consumer) Waiting(ctx context.Context) (int, error) {
+	c.mu.Lock()
+	conn := c.conn
+	queues := append([]Queue(nil), c.queues...)
+	c.mu.Unlock()
+	if conn == nil {
+		return 0, ErrNotConnected
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, fmt.Errorf("prefetch: count waiting messages: %w", err)
+	}
+	defer ch.Close()
+	n := 0
+	for _, q := range queues {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		// A passive declare of a missing queue closes the channel; the queue was
+		// declared when consuming began, so that is an error worth reporting.
+		info, err := ch.QueueDeclarePassive(q.Name, q.Durable, q.AutoDelete, false, false, nil)
+		if err != nil {
+			return n, fmt.Errorf("prefetch: count waiting messages in %s: %w", q.Name, err)
+		}
+		n += info.Messages
+	}
+	return n, nil
+}
+
 // Queues returns the queues consumed now (the configured ones, plus add_consumer,
 // minus cancel_consumer), in order.
 func (c *Consumer) Queues() []Queue {

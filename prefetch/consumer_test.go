@@ -315,8 +315,13 @@ func TestPrefetchPerConsumer(t *testing.T) {
 	ds := collectN(got, 5, 5*time.Second, 500*time.Millisecond)
 	assert.Len(t, ds, 5)
 	eventuallyCounts(t, name, 15, 5)
+	n, err := c.Waiting(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, 15, n, "waiting: ready, not the 5 delivered")
 	require.NoError(t, c.Close())
 	assert.Equal(t, 20, b.ready(name), "unacked deliveries return to the queue on close")
+	_, err = c.Waiting(context.Background())
+	assert.ErrorIs(t, err, ErrNotConnected)
 	goleak.VerifyNone(t, ignore)
 }
 

@@ -457,3 +457,24 @@ func TestTaskRejectOnWorkerLost(t *testing.T) {
 	acked(t, h.settlement(), tag)
 	assert.Equal(t, results.StatusFailure, h.record().Status)
 }
+
+// TestMaxIdleWaitsWhileMessagesWait: no task for MaxIdle is not idle while the broker
+// reports messages waiting in the queues (RabbitMQ can take longer than a short MaxIdle
+// to start delivering from a long queue); the worker stops once they are gone.
+func TestMaxIdleWaitsWhileMessagesWait(t *testing.T) {
+	h := start(t, withConfig(func(c *worker.Config) { c.MaxIdle = 50 * time.Millisecond }))
+	h.broker.waiting.Store(39000)
+	select {
+	case <-h.runErr:
+		t.Fatal("the worker stopped with 39,000 messages waiting")
+	case <-time.After(500 * time.Millisecond): // 10 x MaxIdle
+	}
+	h.broker.waiting.Store(0)
+	select {
+	case err := <-h.runErr:
+		require.NoError(t, err)
+		h.finished = true
+	case <-time.After(wait):
+		t.Fatal("the idle worker did not stop once the queue was dry")
+	}
+}

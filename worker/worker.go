@@ -45,6 +45,8 @@ type Broker interface {
 	Park(ctx context.Context, d *prefetch.Delivery, until time.Time) error
 	// Ensure declares a queue before the worker first publishes to it.
 	Ensure(q prefetch.Queue) error
+	// Waiting reports how many messages wait undelivered in the consumed queues.
+	Waiting(ctx context.Context) (int, error)
 }
 
 // TaskEvents receives the task lifecycle, for Celery's task events (control.Events).
@@ -342,10 +344,15 @@ func (w *Worker) guardAcks(ended <-chan struct{}) {
 	}
 }
 
-// watchIdle asks to stop once no task has arrived for MaxIdle and none is in flight.
+// watchIdle asks to stop once no task has arrived for MaxIdle and none is in flight,
+// unless messages still wait in the queues: RabbitMQ can take a few hundred
+// milliseconds to start or resume delivering from a long queue, and a worker must not
+// give its allocation back with work waiting. Waiting messages that never come (another
+// consumer is the single active one) delay the stop by at most idleWaitLimit.
 func (w *Worker) watchIdle(stopping <-chan struct{}) {
 	tick := time.NewTicker(min(max(w.cfg.MaxIdle/4, 10*time.Millisecond), time.Second))
 	defer tick.Stop()
+	limit := w.cfg.MaxIdle + max(w.cfg.MaxIdle, idleWaitLimit)
 	for {
 		select {
 		case <-stopping:
@@ -359,13 +366,40 @@ func (w *Worker) watchIdle(stopping <-chan struct{}) {
 				w.lastSeen.Store(time.Now().UnixNano()) // idle counts from the last task's end
 				continue
 			}
-			if idle >= w.cfg.MaxIdle {
-				w.log.Info(fmt.Sprintf("no task for %s (--max-idle): stopping", w.cfg.MaxIdle))
-				w.life.askToStop()
-				return
+			if idle < w.cfg.MaxIdle {
+				continue
 			}
+			waiting := w.waiting()
+			if waiting > 0 && idle < limit {
+				continue
+			}
+			if waiting > 0 {
+				w.log.Warn(fmt.Sprintf("%d messages wait in the queues but none came for %s (another consumer active?): stopping (--max-idle)",
+					waiting, idle.Round(time.Second)))
+			} else {
+				w.log.Info(fmt.Sprintf("no task for %s (--max-idle): stopping", w.cfg.MaxIdle))
+			}
+			w.life.askToStop()
+			return
 		}
 	}
+}
+
+// idleWaitLimit bounds how long waiting messages that are not delivered hold off
+// --max-idle (at least MaxIdle more).
+const idleWaitLimit = 30 * time.Second
+
+// waiting asks the broker how many messages wait; 0 when it cannot tell (a worker cut
+// off from its broker with nothing to do is idle too).
+func (w *Worker) waiting() int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := w.broker.Waiting(ctx)
+	if err != nil {
+		w.log.Debug("cannot count the messages waiting in the queues", zap.Error(err))
+		return 0
+	}
+	return n
 }
 
 // publishAll publishes canvas messages and waits for the broker's confirms.

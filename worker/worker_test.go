@@ -113,6 +113,7 @@ type fakeBroker struct {
 	handle  prefetch.Handler
 
 	stopped, closed atomic.Bool
+	waiting         atomic.Int64 // what Waiting reports
 
 	mu         sync.Mutex
 	published  []published
@@ -201,6 +202,8 @@ func (b *fakeBroker) Start(handle prefetch.Handler) error {
 	close(b.started)
 	return nil
 }
+
+func (b *fakeBroker) Waiting(context.Context) (int, error) { return int(b.waiting.Load()), nil }
 
 func (b *fakeBroker) StopConsuming() {
 	b.stopped.Store(true)
