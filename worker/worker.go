@@ -179,7 +179,11 @@ type Worker struct {
 	rates    *rateLimiter
 	started  time.Time
 	lastSeen atomic.Int64 // unix nanos of the last delivery, for MaxIdle
-	taken    atomic.Uint64
+	// arrived wakes the ack guard parked while nothing was in flight (capacity 1: Handle
+	// never blocks on it). guardParked, set by tests only, hears each time it parks.
+	arrived     chan struct{}
+	guardParked chan struct{}
+	taken       atomic.Uint64
 }
 
 // Stats counts what the worker did.
@@ -226,7 +230,7 @@ func New(cfg Config, reg *tasks.Registry, broker Broker, rw ResultWriter, log *z
 	return &Worker{cfg: cfg, reg: reg, log: log, broker: broker, results: rw, pool: p, completer: newCompleter(),
 		running: map[string]*task{}, inflight: map[*task]bool{}, totals: map[string]int64{},
 		byTask: map[string]*TaskCounters{}, limits: limits,
-		rates:           newRateLimiter(cfg.DefaultRateLimit, cfg.RateLimits),
+		rates: newRateLimiter(cfg.DefaultRateLimit, cfg.RateLimits), arrived: make(chan struct{}, 1),
 		retryPublishLog: quietLog{window: 30 * time.Second}, life: newLifecycle()}, nil
 }
 
@@ -271,6 +275,10 @@ func (w *Worker) Handle(ctx context.Context, d *prefetch.Delivery) {
 	w.mu.Lock()
 	w.inflight[t] = true
 	w.totals[req.Task]++
+	select {
+	case w.arrived <- struct{}{}:
+	default:
+	}
 	tc := w.byTask[req.Task]
 	if tc == nil {
 		tc = &TaskCounters{}
@@ -325,11 +333,28 @@ func (w *Worker) taskLimits(task string) Limits {
 // Stop returns (it must go on during a warm shutdown's drain, when long tasks are still
 // running).
 func (w *Worker) guardAcks(ended <-chan struct{}) {
-	// A tenth of the guard, at most 10 s: with the 25 min default an idle worker wakes for it
-	// every 10 s, not every second, and a guard ack is at most 10 s late.
-	tick := time.NewTicker(min(max(w.cfg.AckGuard/10, 10*time.Millisecond), 10*time.Second))
+	// A tenth of the guard, at most 10 s: a guard ack is at most 10 s late. The ticker runs
+	// only while tasks are in flight: an idle worker does not wake for it.
+	period := min(max(w.cfg.AckGuard/10, 10*time.Millisecond), 10*time.Second)
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
+		w.mu.Lock()
+		idle := len(w.inflight) == 0
+		w.mu.Unlock()
+		if idle {
+			tick.Stop()
+			if w.guardParked != nil {
+				w.guardParked <- struct{}{}
+			}
+			select {
+			case <-ended:
+				return
+			case <-w.arrived:
+			}
+			tick.Reset(period)
+			continue
+		}
 		select {
 		case <-ended:
 			return
