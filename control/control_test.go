@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -375,5 +378,26 @@ func TestLifecycleShape(t *testing.T) {
 		done, cancelDone := context.WithCancel(ctx)
 		cancelDone()
 		require.Error(t, s.Start(done), "a Start whose context has ended fails")
+	}
+}
+
+// loadAvg reads sysinfo(2): the same figures as /proc/loadavg (read before and after, as
+// the kernel updates them every 5 s).
+func TestLoadAvgMatchesProcLoadavg(t *testing.T) {
+	read := func() []string {
+		b, err := os.ReadFile("/proc/loadavg")
+		if err != nil {
+			t.Skip(err)
+		}
+		return strings.Fields(string(b))[:3]
+	}
+	before := read()
+	got := loadAvg()
+	after := read()
+	for i, v := range got {
+		s := strconv.FormatFloat(v, 'f', 2, 64)
+		if s != before[i] && s != after[i] {
+			t.Errorf("load %d: %s, /proc/loadavg %s then %s", i, s, before[i], after[i])
+		}
 	}
 }
