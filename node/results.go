@@ -38,7 +38,7 @@ func newResultsPart(cfg Results, log *zap.Logger) *resultsPart {
 // answers or ctx ends, then starts the writer.
 func (p *resultsPart) Start(ctx context.Context) error {
 	m := p.cfg.Mongo
-	opts := options.Client().ApplyURI(m.URI).SetAppName("ccworker")
+	opts := mongoOptions(m.URI)
 	client, err := mongo.Connect(opts)
 	if err != nil {
 		return configError{fmt.Errorf("result backend %s: %w", m.Redacted(), err)}
@@ -53,6 +53,16 @@ func (p *resultsPart) Start(ctx context.Context) error {
 	p.mu.Unlock()
 	p.store.Coll, p.store.WriteConcern = coll, opts.WriteConcern
 	return p.writer.Start(ctx)
+}
+
+// mongoHeartbeat is the result backend's server-monitoring interval unless the URL sets
+// heartbeatFrequencyMS. The driver's 10 s woke an idle worker for a check every 10 s; the
+// writes do not depend on it (a failed write marks the server unknown and checks at once).
+const mongoHeartbeat = 60 * time.Second
+
+func mongoOptions(uri string) *options.ClientOptions {
+	// Set before ApplyURI, which overrides it only when the URL has heartbeatFrequencyMS.
+	return options.Client().SetHeartbeatInterval(mongoHeartbeat).ApplyURI(uri).SetAppName("ccworker")
 }
 
 func (p *resultsPart) ensureIndex(ctx context.Context, coll *mongo.Collection) error {
