@@ -86,7 +86,18 @@ type Pool struct {
 	completed atomic.Uint64
 	abandoned atomic.Uint64
 	stopped   atomic.Bool
+
+	// An idle pool sleeps: ants' pool keeps a clock goroutine that ticks twice a second
+	// even with purging off, which would wake an idle worker (an HPC node's or a
+	// fleet's) for nothing. After sleepAfter with no job, the ants pool is released (its
+	// clock stops, its goroutines exit) and the next Submit reboots it.
+	mu     sync.Mutex // orders sleeping and waking
+	asleep atomic.Bool
+	nap    *time.Timer // fires sleepAfter after the last job ended
 }
+
+// sleepAfter is how long a pool with no job waits before it sleeps.
+const sleepAfter = time.Second
 
 // releaseDefault stops the pool ants starts when it is imported: nothing here uses it, and
 // its clock and purge tickers would wake an idle worker three times a second.
@@ -116,8 +127,35 @@ func New(size int) (*Pool, error) {
 		return nil, fmt.Errorf("pool: %w", err)
 	}
 	base, kill := context.WithCancelCause(context.Background())
-	return &Pool{slots: make(chan struct{}, size), workers: workers, base: base, kill: kill}, nil
+	p := &Pool{slots: make(chan struct{}, size), workers: workers, base: base, kill: kill}
+	p.nap = time.AfterFunc(sleepAfter, p.sleep)
+	return p, nil
 }
+
+// sleep releases the ants pool if no job runs.
+func (p *Pool) sleep() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.slots) > 0 || p.asleep.Load() || p.stopped.Load() {
+		return
+	}
+	p.workers.Release()
+	p.asleep.Store(true)
+}
+
+// wake reboots a sleeping ants pool. Submit calls it holding a slot, so sleep cannot
+// release the pool again before the job ends.
+func (p *Pool) wake() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.asleep.Load() {
+		p.workers.Reboot()
+		p.asleep.Store(false)
+	}
+}
+
+// Asleep reports whether the pool has released its goroutines for want of work.
+func (p *Pool) Asleep() bool { return p.asleep.Load() }
 
 // Submit waits for a free slot (or ctx) and starts the job. It returns an error only when
 // the job was not started; then Done is not called.
@@ -131,7 +169,17 @@ func (p *Pool) Submit(ctx context.Context, job Job) error {
 		return ctx.Err()
 	}
 	p.wg.Add(1)
-	if err := p.workers.Submit(func() { p.run(job) }); err != nil {
+	if p.asleep.Load() {
+		p.wake()
+	}
+	err := p.workers.Submit(func() { p.run(job) })
+	if errors.Is(err, ants.ErrPoolClosed) && !p.stopped.Load() {
+		// sleep released the pool between the check above and Submit (it saw no slot
+		// taken yet); it is done now, and cannot sleep again while this slot is held.
+		p.wake()
+		err = p.workers.Submit(func() { p.run(job) })
+	}
+	if err != nil {
 		<-p.slots
 		p.wg.Done()
 		return fmt.Errorf("pool: %w", err)
@@ -142,6 +190,9 @@ func (p *Pool) Submit(ctx context.Context, job Job) error {
 func (p *Pool) run(job Job) {
 	defer func() {
 		<-p.slots
+		if len(p.slots) == 0 {
+			p.nap.Reset(sleepAfter) // the last job for now: sleep unless another comes
+		}
 		p.wg.Done()
 	}()
 	done := job.Done
@@ -236,6 +287,14 @@ func (p *Pool) Stop(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	p.kill(ErrKilled)
+	p.nap.Stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.asleep.Load() {
+		// Released already; reboot so ReleaseTimeout waits for its housekeeping to end.
+		p.workers.Reboot()
+		p.asleep.Store(false)
+	}
 	// ReleaseTimeout, unlike Release, also waits for ants' own housekeeping goroutines.
 	_ = p.workers.ReleaseTimeout(3 * time.Second)
 	return err

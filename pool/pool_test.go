@@ -183,3 +183,51 @@ func TestNewStopsAntsDefaultPool(t *testing.T) {
 		t.Fatalf("ants' default pool still runs: Submit = %v", err)
 	}
 }
+
+// An idle pool sleeps: ants' clock goroutine (two ticks a second, even with purging off)
+// and its parked workers are gone, so an idle worker has nothing of the pool's to wake
+// for; the next job wakes it.
+func TestIdlePoolSleepsAndWakes(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	p := newPool(t, 4)
+	run := func() {
+		done := make(chan Outcome, 1)
+		require.NoError(t, p.Submit(context.Background(), Job{
+			Run:  func(context.Context) (any, error) { return 1, nil },
+			Done: func(o Outcome) { done <- o },
+		}))
+		select {
+		case o := <-done:
+			require.Equal(t, 1, o.Value)
+		case <-time.After(10 * time.Second):
+			t.Fatal("job did not run")
+		}
+	}
+	run()
+	require.Eventually(t, p.Asleep, 10*time.Second, 10*time.Millisecond)
+	// Nothing of the pool's runs while it sleeps (goleak retries while goroutines exit).
+	require.NoError(t, goleak.Find(ignore))
+	run()
+	require.False(t, p.Asleep())
+	require.Eventually(t, p.Asleep, 10*time.Second, 10*time.Millisecond, "sleeps again")
+}
+
+// Jobs submitted while the pool falls asleep all run: none is refused by a released
+// ants pool.
+func TestSubmitRacingSleepRuns(t *testing.T) {
+	p := newPool(t, 2)
+	var ran atomic.Int64
+	for i := range 200 {
+		if i%20 == 0 {
+			p.sleep() // as the timer would, at any moment between jobs
+		}
+		done := make(chan struct{})
+		go p.sleep()
+		require.NoError(t, p.Submit(context.Background(), Job{
+			Run:  func(context.Context) (any, error) { return nil, nil },
+			Done: func(Outcome) { ran.Add(1); close(done) },
+		}))
+		<-done
+	}
+	require.Equal(t, int64(200), ran.Load())
+}
