@@ -31,6 +31,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -60,8 +61,8 @@ WORKERS = [
 LOADS = [
     ('noop, results off', 'ccworker.noop', [], False, [50000, 10000, 250000]),
     ('noop, results on', 'ccworker.noop', [], True, [12000, 3000, 130000]),
-    ('sleep(0.01), results off', 'ccworker.sleep', [0.01], False, [4000, 9000, 100000]),
-    ('sleep(0.01), results on', 'ccworker.sleep', [0.01], True, [3000, 3000, 90000]),
+    ('sleep(0.01), results off', 'ccworker.sleep', [0.01], False, [4000, 9000, 250000]),
+    ('sleep(0.01), results on', 'ccworker.sleep', [0.01], True, [3000, 3000, 120000]),
 ]
 QUICK_DIVISOR = 100
 
@@ -81,13 +82,23 @@ def drop(db):
 
 
 def purge():
-    """Empty the queue if it exists (kombu: no rabbitmqctl start-up per run)."""
+    """Empty the queue if it exists, once no consumer of an earlier run is left on it (a
+    worker still consuming would take part of the next load: its tasks would be missing
+    from the next worker's results). kombu: no rabbitmqctl start-up per run."""
     import kombu
+    deadline = time.time() + 60
     with kombu.Connection(BROKER) as conn:
+        ch = conn.default_channel
         try:
-            conn.default_channel.queue_purge(QUEUE)
+            while ch.queue_declare(QUEUE, passive=True).consumer_count > 0:
+                if time.time() > deadline:
+                    raise RuntimeError('a consumer of an earlier run is still on the queue')
+                time.sleep(0.2)
+        except RuntimeError:
+            raise
         except Exception:  # noqa: BLE001 - not declared yet: nothing to purge
-            pass
+            return
+        conn.default_channel.queue_purge(QUEUE)
 
 
 # ------------------------------------------------------------------ /proc accounting
@@ -295,9 +306,13 @@ def measure(rep, label, task, args, n, results, wname, kind, flags):
             started, end, gap = read_monitor(mon)
             bad = 0
             if results:
-                newest, bad = results_end(db, n, time.time() + 600)
+                # Every message is acked here; ccworker acks after the result is durable,
+                # Celery before it runs the task: its last results follow within seconds.
+                newest, bad = results_end(db, n, time.time() + 180)
                 if newest is None:
-                    raise RuntimeError('results missing')
+                    keep = f'/tmp/ccw_compare_missing_{db}.ids'
+                    shutil.copy(ids, keep)
+                    raise RuntimeError(f'results missing (ids in {keep}, database {db} kept)')
                 end = max(end, newest)
             time.sleep(0.15)  # one more CPU sample after the end
         except Exception as e:  # noqa: BLE001 - recorded in the row, the run goes on
