@@ -203,13 +203,7 @@ func TestEarlyAckedTaskLetsMaxIdleStop(t *testing.T) {
 	}))
 	tag := h.send(req(tasks.AddName, int64(2), int64(3)))
 	acked(t, h.settlement(), tag)
-	select {
-	case err := <-h.runErr:
-		require.NoError(t, err)
-		h.finished = true
-	case <-time.After(wait):
-		t.Fatalf("the idle worker did not stop: %+v", h.w.Gauges())
-	}
+	h.stopsByItself("the idle worker did not stop")
 }
 
 // TestAckGuardedTaskIsForgottenWhenDone: the ack guard's early ack had the same flaw.
@@ -269,13 +263,7 @@ func TestMaxIdleStopsTheWorker(t *testing.T) {
 	h := start(t, withConfig(func(c *worker.Config) { c.MaxIdle = 100 * time.Millisecond }))
 	tag := h.send(req(tasks.SleepName, 0.2)) // busy for longer than MaxIdle: not idle
 	acked(t, h.settlement(), tag)
-	select {
-	case err := <-h.runErr:
-		require.NoError(t, err)
-		h.finished = true
-	case <-time.After(wait):
-		t.Fatal("the idle worker did not stop")
-	}
+	h.stopsByItself("the idle worker did not stop")
 	assert.Equal(t, results.StatusSuccess, h.record().Status, "the task finished first")
 }
 
@@ -289,13 +277,7 @@ func TestMaxTasksStopsAfterN(t *testing.T) {
 		got[h.settlement().tag] = true
 	}
 	assert.Equal(t, map[uint64]bool{t1: true, t2: true}, got)
-	select {
-	case err := <-h.runErr:
-		require.NoError(t, err)
-		h.finished = true
-	case <-time.After(wait):
-		t.Fatal("the worker did not stop after --max-tasks")
-	}
+	h.stopsByItself("the worker did not stop after --max-tasks")
 	assert.Empty(t, h.settler.of(t3), "the third goes back to the queue")
 }
 
@@ -470,11 +452,5 @@ func TestMaxIdleWaitsWhileMessagesWait(t *testing.T) {
 	case <-time.After(500 * time.Millisecond): // 10 x MaxIdle
 	}
 	h.broker.waiting.Store(0)
-	select {
-	case err := <-h.runErr:
-		require.NoError(t, err)
-		h.finished = true
-	case <-time.After(wait):
-		t.Fatal("the idle worker did not stop once the queue was dry")
-	}
+	h.stopsByItself("the idle worker did not stop once the queue was dry")
 }

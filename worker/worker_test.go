@@ -379,6 +379,19 @@ func start(t *testing.T, opts ...option) *harness {
 // nothingLeft checks that every task has left the worker's bookkeeping once Run has
 // returned: whatever became of a task (settled, or left for redelivery), it is no
 // longer in flight, running or active.
+// stopsByItself waits for the worker to stop on its own (--max-idle, --max-tasks) and
+// exit cleanly; msg says what did not happen.
+func (h *harness) stopsByItself(msg string) {
+	h.t.Helper()
+	select {
+	case err := <-h.runErr:
+		require.NoError(h.t, err)
+		h.finished = true
+	case <-time.After(wait):
+		h.t.Fatalf("%s: %+v", msg, h.w.Gauges())
+	}
+}
+
 func (h *harness) nothingLeft() {
 	h.t.Helper()
 	g := h.w.Gauges()
