@@ -245,6 +245,11 @@ func TestReplies(t *testing.T) {
 	assert.Contains(t, h["revoked"], "peer-1")
 	assert.IsType(t, 0.0, h["clock"])
 	assert.True(t, m.revoked.Contains("peer-1"))
+	// A peer's id older than the expiry (3 h by default) is dropped, as LimitedSet.purge does.
+	h = get("hello", map[string]any{"from_node": "celery@peer", "revoked": map[string]any{"peer-old": []any{monotonicNow() - 4*3600, "peer-old"}}}).(map[string]any)
+	assert.NotContains(t, h["revoked"], "peer-old")
+	assert.False(t, m.revoked.Contains("peer-old"))
+	assert.True(t, m.revoked.Contains("peer-1"))
 
 	// shutdown: no reply (WorkerShutdown is a SystemExit), the worker is told.
 	_, ok := call(t, m, method("shutdown", nil), nil)

@@ -10,6 +10,7 @@ Runs each OP against NODE and prints one JSON object {op: reply}. OPs:
 """
 import json
 import sys
+import time
 
 from celery import Celery
 
@@ -59,7 +60,10 @@ with app.connection() as conn:
                               connection=conn)
         elif name == 'hello':
             r = ctl.broadcast('hello', arguments={'from_node': 'other@peer',
-                                                  'revoked': {'peer-rev': [1.0, 'peer-rev']}},
+                                                  # LimitedSet stamps ids with time.monotonic(): a
+                                                  # fixed stamp expires (3 h) once the machine has
+                                                  # been up longer than that.
+                                                  'revoked': {'peer-rev': [time.monotonic() - 5, 'peer-rev']}},
                               destination=[node], reply=True, timeout=1, connection=conn)
         elif name == 'shutdown':
             r = ctl.shutdown(destination=[node], connection=conn)
