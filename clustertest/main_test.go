@@ -109,6 +109,7 @@ type row struct {
 	Republished int     // publishes repeated after a lost confirm (the client's share of duplicates)
 	FinalDocs   int     // ids with a SUCCESS/FAILURE document
 	Missing     int     // published ids without one
+	Stranded    int     // messages the broker held in a delay queue until its leader was moved (stranded_test.go)
 	Wrong       int     // documents with the wrong state or result
 	DupExecuted int     // finished executions beyond one per (id, retry step)
 	Consumed    float64 // seconds from the fault until tasks were received again
@@ -131,11 +132,11 @@ func printSummary() {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nclustertest summary (5,000 mixed tasks each at ~250/s, 10 %% countdown 1-20 s, quorum queue, -c 32)\n")
-	fmt.Fprintf(&b, "%-28s %9s %7s %7s %7s %5s %5s %9s %7s %8s %6s\n", "scenario", "published", "repub", "final",
-		"missing", "wrong", "dups", "consumed", "events", "inspect", "wall")
+	fmt.Fprintf(&b, "%-28s %9s %7s %7s %7s %8s %5s %5s %9s %7s %8s %6s\n", "scenario", "published", "repub", "final",
+		"missing", "stranded", "wrong", "dups", "consumed", "events", "inspect", "wall")
 	for _, r := range summary {
-		fmt.Fprintf(&b, "%-28s %9d %7d %7d %7d %5d %5d %8.1fs %6.1fs %7.1fs %5.0fs\n", r.Scenario, r.Published,
-			r.Republished, r.FinalDocs, r.Missing, r.Wrong, r.DupExecuted, r.Consumed, r.EventsBack, r.InspectBack, r.Seconds)
+		fmt.Fprintf(&b, "%-28s %9d %7d %7d %7d %8d %5d %5d %8.1fs %6.1fs %7.1fs %5.0fs\n", r.Scenario, r.Published,
+			r.Republished, r.FinalDocs, r.Missing, r.Stranded, r.Wrong, r.DupExecuted, r.Consumed, r.EventsBack, r.InspectBack, r.Seconds)
 	}
 	fmt.Print(b.String())
 }

@@ -145,23 +145,11 @@ func (s *scenario) finish() {
 	t := s.t
 	s.pub.wait(t)
 	published := int(s.pub.published.Load())
-	// Countdowns end 20 s after the last publish at most, parked ones up to a delay
-	// queue's TTL later; a minute without a new document means the rest is not coming.
-	var final int64
-	progress := time.Now()
-	for time.Since(progress) < 60*time.Second {
-		if n, err := finalCount(s.db); err == nil && n != final {
-			final, progress = n, time.Now()
-		}
-		if final >= int64(nTasks+s.probes) {
-			break
-		}
-		time.Sleep(time.Second)
-	}
+	final, stranded := s.waitFinal()
 	s.w.stop(t)
 	s.l.close()
 	docs := readDocs(t, s.db)
-	r := row{Scenario: s.name, Published: published, Republished: int(s.pub.republished.Load()),
+	r := row{Scenario: s.name, Published: published, Republished: int(s.pub.republished.Load()), Stranded: stranded,
 		DupExecuted: s.w.duplicates(), Consumed: s.consumed, EventsBack: s.events, InspectBack: s.inspect}
 	var missing []string
 	for i, k := range s.pub.kinds {
@@ -188,6 +176,50 @@ func (s *scenario) finish() {
 	if r.Missing > 0 {
 		t.Errorf("%s: %d tasks lost (no final document), e.g. %v; worker log %s", s.name, r.Missing, missing, s.w.LogPath)
 	}
+}
+
+// waitFinal waits for the final documents of every task and probe and returns the last
+// count. Countdowns end 20 s after the last publish at most, parked ones up to a delay
+// queue's TTL later; a minute without a new document means the rest is not coming. After
+// 15 s without one it looks for messages the broker stranded in a delay queue and moves
+// that queue's leader (unstrand), counting them.
+func (s *scenario) waitFinal() (final int64, stranded int) {
+	progress, looked := time.Now(), false
+	for time.Since(progress) < 60*time.Second {
+		if n, err := finalCount(s.db); err == nil && n != final {
+			final, progress, looked = n, time.Now(), false
+		}
+		if final >= int64(nTasks+s.probes) {
+			break
+		}
+		if !looked && time.Since(progress) > 15*time.Second {
+			looked = true
+			stranded += s.unstrand()
+		}
+		time.Sleep(time.Second)
+	}
+	return final, stranded
+}
+
+// unstrand moves the leader of every delay queue whose dead-letter worker stopped after
+// the fault (stranded_test.go) and returns how many messages they held.
+func (s *scenario) unstrand() int {
+	const live = 2 // every node is back by now; cc2 answers
+	qs, err := strandedDelayQueues(live)
+	if err != nil {
+		s.t.Errorf("%s: %v", s.name, err)
+		return 0
+	}
+	n := 0
+	for _, q := range qs {
+		n += q.stranded
+		s.t.Logf("%s: the broker stranded %d messages in %s (led by %s): its dead-letter worker stopped after the failover; moving the leader",
+			s.name, q.stranded, q.name, q.leader)
+		if err := moveLeader(live, q); err != nil {
+			s.t.Errorf("%s: %v", s.name, err)
+		}
+	}
+	return n
 }
 
 func sleep(d time.Duration) { time.Sleep(d) }
