@@ -66,6 +66,12 @@ bench: services
 bench-compare: services build
 	/usr/bin/python3 scripts/bench_compare.py $(BENCH_COMPARE_FLAGS)
 
+## bench-flow: remote control and worker heartbeats while the task connection is held in RabbitMQ's
+## flow control (a private node with tight credit; bench/README.md, "Connections per worker")
+.PHONY: bench-flow
+bench-flow: services
+	bash scripts/bench_flow.sh
+
 ## lint: gofmt, go vet, staticcheck
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
