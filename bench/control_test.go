@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/ccworker/ccworker/control"
 	"github.com/ccworker/ccworker/protocol"
 )
@@ -33,7 +31,7 @@ func BenchmarkControlUnderLoad(b *testing.B) {
 	const callbacks = 2
 	cb := map[string]any{"task": "ccworker.echo", "args": []any{strings.Repeat("x", 8<<10)}, "kwargs": map[string]any{},
 		"options": map[string]any{"queue": e.queue}, "subtask_type": nil, "immutable": true}
-	publishBacklog(b, e, n, func(i int) *protocol.Request {
+	e.publishBacklog(b, n, func(i int) *protocol.Request {
 		id := fmt.Sprintf("%s-%08d", e.queue, i)
 		cbs := make([]any, callbacks)
 		for j := range cbs {
@@ -133,27 +131,6 @@ func BenchmarkControlUnderLoad(b *testing.B) {
 		b.ReportMetric(100*float64(inFlow)/float64(samples), "flow-%")
 	}
 	b.ReportMetric(0, "ns/op")
-}
-
-// publishBacklog publishes n requests (confirmed) to e's queue.
-func publishBacklog(b *testing.B, e *env, n int, req func(i int) *protocol.Request) {
-	ch, err := e.conn.Channel()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ch.Close()
-	if err := ch.Confirm(false); err != nil {
-		b.Fatal(err)
-	}
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, n))
-	for i := range n {
-		publishOne(b, ch, e.queue, req(i))
-	}
-	for range n {
-		if c := <-confirms; !c.Ack {
-			b.Fatal("publish nacked")
-		}
-	}
 }
 
 // heartbeats records when node's worker-heartbeat events arrive.

@@ -122,37 +122,47 @@ func newEnv(b *testing.B) *env {
 // publish pre-publishes n Celery messages (confirmed) and returns their ids and the
 // publish times.
 func (e *env) publish(b *testing.B, l load) (ids []string, sent map[string]time.Time) {
+	sent = make(map[string]time.Time, l.n)
+	e.publishBacklog(b, l.n, func(i int) *protocol.Request {
+		id := fmt.Sprintf("%s-%08d", e.queue, i)
+		sent[id] = time.Now()
+		ids = append(ids, id)
+		return &protocol.Request{ID: id, Task: l.task, Args: l.args, Kwargs: map[string]any{}, IgnoreResult: !l.results, RootID: id}
+	})
+	return ids, sent
+}
+
+// publishBacklog publishes n requests to e's queue, req(i) just before the i-th is sent,
+// and waits for the broker's confirms.
+func (e *env) publishBacklog(b *testing.B, n int, req func(i int) *protocol.Request) {
+	ch, confirms := e.confirmChannel(b, n)
+	defer ch.Close()
+	for i := range n {
+		publishOne(b, ch, e.queue, req(i))
+	}
+	awaitConfirms(b, confirms, n)
+}
+
+// confirmChannel opens a channel in confirm mode with room for size pending confirms; the
+// caller closes it.
+func (e *env) confirmChannel(b *testing.B, size int) (*amqp.Channel, <-chan amqp.Confirmation) {
 	ch, err := e.conn.Channel()
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer ch.Close()
 	if err := ch.Confirm(false); err != nil {
 		b.Fatal(err)
 	}
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, l.n))
-	sent = make(map[string]time.Time, l.n)
-	for i := range l.n {
-		id := fmt.Sprintf("%s-%08d", e.queue, i)
-		m, err := protocol.EncodeV2(&protocol.Request{ID: id, Task: l.task, Args: l.args,
-			Kwargs: map[string]any{}, IgnoreResult: !l.results, RootID: id})
-		if err != nil {
-			b.Fatal(err)
-		}
-		sent[id] = time.Now()
-		if err := ch.Publish("", e.queue, false, false, amqp.Publishing{Headers: prefetch.Table(m.Headers),
-			ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, DeliveryMode: amqp.Persistent,
-			CorrelationId: id, Body: m.Body}); err != nil {
-			b.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	for range l.n {
+	return ch, ch.NotifyPublish(make(chan amqp.Confirmation, size))
+}
+
+// awaitConfirms waits for n confirms and fails the benchmark on a nack.
+func awaitConfirms(b *testing.B, confirms <-chan amqp.Confirmation, n int) {
+	for range n {
 		if c := <-confirms; !c.Ack {
 			b.Fatal("publish nacked")
 		}
 	}
-	return ids, sent
 }
 
 func (e *env) readyCount(b *testing.B) int {

@@ -13,13 +13,11 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/ccworker/ccworker/internal/testharness"
-	"github.com/ccworker/ccworker/prefetch"
 	"github.com/ccworker/ccworker/protocol"
 )
 
@@ -141,15 +139,8 @@ func BenchmarkSoak(b *testing.B) {
 // publishPaced publishes n soak tasks, keeping at most backlog ready in the queue, and
 // returns each task's publish time by sequence number.
 func (e *env) publishPaced(b *testing.B, n, backlog int) []time.Time {
-	ch, err := e.conn.Channel()
-	if err != nil {
-		b.Fatal(err)
-	}
+	ch, confirms := e.confirmChannel(b, 1000)
 	defer ch.Close()
-	if err := ch.Confirm(false); err != nil {
-		b.Fatal(err)
-	}
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1000))
 	sent := make([]time.Time, n)
 	const batch = 500
 	for i := 0; i < n; {
@@ -161,22 +152,10 @@ func (e *env) publishPaced(b *testing.B, n, backlog int) []time.Time {
 		for j := i; j < i+k; j++ {
 			task, args := soakMix(j)
 			id := fmt.Sprintf("soak-%08d", j)
-			m, err := protocol.EncodeV2(&protocol.Request{ID: id, Task: task, Args: args, Kwargs: map[string]any{}, RootID: id})
-			if err != nil {
-				b.Fatal(err)
-			}
 			sent[j] = time.Now()
-			if err := ch.Publish("", e.queue, false, false, amqp.Publishing{Headers: prefetch.Table(m.Headers),
-				ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, DeliveryMode: amqp.Persistent,
-				CorrelationId: id, Body: m.Body}); err != nil {
-				b.Fatal(err)
-			}
+			publishOne(b, ch, e.queue, &protocol.Request{ID: id, Task: task, Args: args, Kwargs: map[string]any{}, RootID: id})
 		}
-		for range k {
-			if c := <-confirms; !c.Ack {
-				b.Fatal("publish nacked")
-			}
-		}
+		awaitConfirms(b, confirms, k)
 		i += k
 	}
 	return sent
