@@ -77,6 +77,11 @@ type Config struct {
 	// NativeDelayQueueType is the type of the celery_delayed_* queues:
 	// broker_native_delayed_delivery_queue_type, "quorum" when empty.
 	NativeDelayQueueType string
+
+	// rawHeaders makes the connections hand header tables to the consumer unparsed
+	// (fieldFixConn's wrap): set by New for the task connection only, whose deliveries
+	// deliverLoop unwraps.
+	rawHeaders bool
 }
 
 // The connection defaults every AMQP connection of the worker shares (tasks, publishing,
@@ -195,6 +200,7 @@ func New(cfg Config) (*Consumer, error) {
 	if len(cfg.Queues) == 0 {
 		return nil, errors.New("prefetch: no queue to consume")
 	}
+	cfg.rawHeaders = true
 	dialer, err := NewDialer(cfg)
 	if err != nil {
 		return nil, err
@@ -522,9 +528,13 @@ func (c *Consumer) deliverLoop(ctx context.Context, s *session, qc *queueConsume
 			}
 			continue // shutting down: the broker requeues it when the connection closes
 		}
+		headers, err := unwrapHeaders(m.Headers)
+		if err != nil { // fieldFixConn wraps only tables that decode: not expected
+			c.log.Error("cannot decode a message's headers; delivered without them", zap.String("queue", q.Name), zap.Error(err))
+		}
 		handle(c.consumeCtx, &Delivery{
 			Queue: q.Name, Exchange: m.Exchange, RoutingKey: m.RoutingKey, Redelivered: m.Redelivered,
-			ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, Headers: m.Headers,
+			ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, Headers: headers,
 			Body: m.Body, CorrelationID: m.CorrelationId, ReplyTo: m.ReplyTo, Priority: m.Priority,
 			Tag: m.DeliveryTag, acker: a, DeliveryMode: m.DeliveryMode, Expiration: m.Expiration,
 			MessageID: m.MessageId, Timestamp: m.Timestamp, Type: m.Type, UserID: m.UserId, AppID: m.AppId,
@@ -633,7 +643,7 @@ func Dial(url string, cfg Config) (*amqp.Connection, error) {
 	// The socket is ours (TLS included, so that the frames can be fixed after
 	// decryption): amqp091 is given a plain amqp:// URL and our connection. Celery users
 	// switch TLS on with broker_use_ssl and keep an amqp:// URL (cyberCommons does).
-	acfg.Dial = dialer(cfg.ConnectTimeout, tlsCfg)
+	acfg.Dial = dialer(cfg.ConnectTimeout, tlsCfg, cfg.rawHeaders)
 	uri.Scheme = "amqp"
 	conn, err := amqp.DialConfig(uri.String(), acfg)
 	if err != nil {
@@ -644,7 +654,7 @@ func Dial(url string, cfg Config) (*amqp.Connection, error) {
 
 // dialer opens the TCP connection, does the TLS handshake when tlsCfg is set, and puts
 // fieldFixConn under amqp091.
-func dialer(timeout time.Duration, tlsCfg *tls.Config) func(network, addr string) (net.Conn, error) {
+func dialer(timeout time.Duration, tlsCfg *tls.Config, wrap bool) func(network, addr string) (net.Conn, error) {
 	base := amqp.DefaultDial(timeout)
 	return func(network, addr string) (net.Conn, error) {
 		c, err := base(network, addr)
@@ -661,7 +671,7 @@ func dialer(timeout time.Duration, tlsCfg *tls.Config) func(network, addr string
 			_ = c.SetDeadline(time.Now().Add(timeout)) // the AMQP handshake's; amqp091 clears it
 			c = tc
 		}
-		return newFieldFixConn(c), nil
+		return newFieldFixConn(c, wrap), nil
 	}
 }
 

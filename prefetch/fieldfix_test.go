@@ -60,7 +60,7 @@ func TestFieldFixRewritesPyAmqpLongs(t *testing.T) {
 		_, _ = server.Write(append(append([]byte{}, in...), heartbeat...))
 		_ = server.Close()
 	}()
-	out, err := io.ReadAll(newFieldFixConn(client))
+	out, err := io.ReadAll(newFieldFixConn(client, false))
 	require.NoError(t, err)
 	require.Len(t, out, len(in)+len(heartbeat))
 	require.Equal(t, bytes.Count(in, []byte("L")), bytes.Count(out, []byte("L"))+3, "three 'L' types fixed")
@@ -75,7 +75,7 @@ func TestFieldFixPassesNonFramesThrough(t *testing.T) {
 		_, _ = server.Write(refusal)
 		_ = server.Close()
 	}()
-	out, err := io.ReadAll(newFieldFixConn(client))
+	out, err := io.ReadAll(newFieldFixConn(client, false))
 	require.NoError(t, err)
 	require.Equal(t, refusal, out)
 }
@@ -108,7 +108,7 @@ func TestFieldFixReadsTheSocketInBulk(t *testing.T) {
 		_ = server.Close()
 	}()
 	conn := &countingConn{Conn: client}
-	out, err := io.ReadAll(bufio.NewReader(newFieldFixConn(conn)))
+	out, err := io.ReadAll(bufio.NewReader(newFieldFixConn(conn, false)))
 	require.NoError(t, err)
 	require.Len(t, out, len(burst))
 	require.Less(t, conn.reads, 10, "read calls on the socket for 300 frames")
