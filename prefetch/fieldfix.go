@@ -32,7 +32,12 @@ type fieldFixConn struct {
 	off   int
 	raw   bool // gave up on framing: pass everything through
 	wrap  bool // hand header tables over unparsed
-	head  [7]byte
+	// frameMax is the broker's frame_max from connection.tune, which amqp091 adopts and
+	// enforces on every frame it reads (0: no limit); tuned says it was seen. A wrapped
+	// header frame is longer: it must still fit.
+	frameMax uint32
+	tuned    bool
+	head     [7]byte
 }
 
 // readBuffer is the socket read buffer: many frames of small messages a read call.
@@ -43,6 +48,7 @@ func newFieldFixConn(c net.Conn, wrap bool) *fieldFixConn {
 }
 
 const (
+	frameMethod = 1
 	frameHeader = 2    // content header frame
 	frameEnd    = 0xCE // every frame ends with it
 	maxFrame    = 1 << 24
@@ -92,23 +98,45 @@ func (c *fieldFixConn) nextFrame() error {
 		return err
 	}
 	c.off = 0
-	if c.head[0] == frameHeader && c.buf[total-1] == frameEnd {
+	if c.buf[total-1] != frameEnd {
+		return nil
+	}
+	switch c.head[0] {
+	case frameMethod:
+		c.noteTune(c.buf[1:3], c.buf[7:total-1])
+	case frameHeader:
 		at, n, ok := fixHeaderFrame(c.buf[7 : total-1])
-		if ok && c.wrap && n > 0 {
+		if ok && c.wrap && n > 0 && c.fits(total+wrapGrowth) {
 			c.wrapTable(7+at, n)
 		}
 	}
 	return nil
 }
 
+// noteTune records frame_max from the broker's connection.tune (channel 0, class 10,
+// method 30: channel-max, frame-max, heartbeat).
+func (c *fieldFixConn) noteTune(channel, p []byte) {
+	if binary.BigEndian.Uint16(channel) == 0 && len(p) >= 12 &&
+		binary.BigEndian.Uint16(p[0:2]) == 10 && binary.BigEndian.Uint16(p[2:4]) == 30 {
+		c.frameMax, c.tuned = binary.BigEndian.Uint32(p[6:10]), true
+	}
+}
+
+// fits says whether amqp091 accepts a frame of total bytes (header, payload and end).
+func (c *fieldFixConn) fits(total int) bool {
+	return c.tuned && (c.frameMax == 0 || uint64(total) <= uint64(c.frameMax))
+}
+
+// wrapGrowth is what wrapping adds to a header frame: the entry's key, type and length.
+const wrapGrowth = 1 + len(rawHeadersKey) + 1 + 4
+
 // wrapTable rewrites the header frame in buf, whose headers table (its 4-byte length at
 // buf[at:]) is n bytes, so that the table holds one entry: rawHeadersKey, a byte array of
 // the original table.
 func (c *fieldFixConn) wrapTable(at, n int) {
-	grow := 1 + len(rawHeadersKey) + 1 + 4
 	out := c.spare[:0]
 	out = append(out, c.buf[:at]...)
-	out = binary.BigEndian.AppendUint32(out, uint32(grow+n))
+	out = binary.BigEndian.AppendUint32(out, uint32(wrapGrowth+n))
 	out = append(out, byte(len(rawHeadersKey)))
 	out = append(out, rawHeadersKey...)
 	out = append(out, 'x')

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,17 +70,29 @@ func TestDecodeTableTypes(t *testing.T) {
 	}
 }
 
+// tuneFrame is the broker's connection.tune with frame_max.
+func tuneFrame(frameMax uint32) []byte {
+	p := []byte{0, 10, 0, 30, 0, 0}
+	p = binary.BigEndian.AppendUint32(p, frameMax)
+	p = append(p, 0, 60)
+	f := append([]byte{frameMethod, 0, 0}, binary.BigEndian.AppendUint32(nil, uint32(len(p)))...)
+	return append(append(f, p...), frameEnd)
+}
+
 // TestFieldFixWrapsValidTables: on a wrapping connection a header frame's table reaches
 // amqp091 as one byte-array entry holding the original (with 'L' fixed), and unwrapping
 // gives the table back; an invalid or too deep table is left as it is, for amqp091 to
-// refuse as before.
+// refuse as before, and so is one that would no longer fit in the broker's frame_max.
 func TestFieldFixWrapsValidTables(t *testing.T) {
+	const frameMax = 4096
 	table := bytes.Join([][]byte{entry("task", 'S', longstr("proj.add")), entry("big", 'L', be64(1<<40))}, nil)
 	deep := entry("d", 'V', nil)
 	for range maxTableDepth + 1 {
 		deep = entry("d", 'F', longstr(string(deep)))
 	}
-	frames := [][]byte{headerFrame(table), headerFrame(entry("q", 'q', nil)), headerFrame(deep), headerFrame(nil)}
+	full := headerFrame(entry("pad", 'S', longstr(strings.Repeat("x", frameMax-len(headerFrame(entry("pad", 'S', longstr("")))))))) // exactly frameMax
+	require.Len(t, full, frameMax)
+	frames := [][]byte{tuneFrame(frameMax), headerFrame(table), headerFrame(entry("q", 'q', nil)), headerFrame(deep), headerFrame(nil), full}
 	server, client := net.Pipe()
 	go func() {
 		for _, f := range frames {
@@ -90,6 +103,7 @@ func TestFieldFixWrapsValidTables(t *testing.T) {
 	out, err := io.ReadAll(newFieldFixConn(client, true))
 	require.NoError(t, err)
 
+	out = out[len(frames[0]):] // the tune, as it was
 	wrapped := headers(t, out)
 	require.Len(t, wrapped, 1)
 	fixed := bytes.ReplaceAll(table, []byte("L\x00\x00\x01"), []byte("l\x00\x00\x01"))
@@ -98,8 +112,22 @@ func TestFieldFixWrapsValidTables(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, amqp.Table{"task": "proj.add", "big": int64(1 << 40)}, h)
 
-	rest := out[len(frames[0])+len(rawHeadersKey)+6:]
-	require.Equal(t, bytes.Join(frames[1:], nil), rest, "unknown type, too deep, empty: untouched")
+	rest := out[len(frames[1])+wrapGrowth:]
+	require.Equal(t, bytes.Join(frames[2:], nil), rest, "unknown type, too deep, empty, at frame_max: untouched")
+}
+
+// TestFieldFixWrapsOnlyAfterTune: before the broker's connection.tune, the frame limit
+// amqp091 enforces is unknown: nothing is wrapped.
+func TestFieldFixWrapsOnlyAfterTune(t *testing.T) {
+	frame := headerFrame(entry("task", 'S', longstr("proj.add")))
+	server, client := net.Pipe()
+	go func() {
+		_, _ = server.Write(frame)
+		_ = server.Close()
+	}()
+	out, err := io.ReadAll(newFieldFixConn(client, true))
+	require.NoError(t, err)
+	require.Equal(t, frame, out)
 }
 
 // headers parses the first frame of out as a content header and returns its table the
@@ -128,7 +156,7 @@ func TestWrappedHeadersEqualAmqp091s(t *testing.T) {
 		"ts": time.Unix(1700000000, 0), "small": int8(-3), "u8": byte(9), "i16": int16(-7), "nested": amqp.Table{},
 	}
 	ch := b.channel()
-	for range 2 {
+	for range 3 {
 		require.NoError(t, ch.Publish("", name, false, false, amqp.Publishing{Headers: h, Body: []byte("{}")}))
 	}
 
@@ -137,6 +165,18 @@ func TestWrappedHeadersEqualAmqp091s(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	want := d.Headers
+
+	// A wrapping connection read by amqp091 alone: the one wrapped entry.
+	conn, err := Dial(b.url, Config{rawHeaders: true})
+	require.NoError(t, err)
+	defer conn.Close()
+	wch, err := conn.Channel()
+	require.NoError(t, err)
+	d, ok, err = wch.Get(name, true)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Len(t, d.Headers, 1)
+	require.IsType(t, []byte(nil), d.Headers[rawHeadersKey])
 
 	c := newConsumer(t, b.url, Config{Queues: []Queue{CeleryQueue(name, 0)}, Prefetch: 1})
 	got := make(chan *Delivery, 1)
