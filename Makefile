@@ -87,6 +87,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDocument -fuzztime $(FUZZTIME) ./results/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./config/pyliteral/
 	$(GO) test -run '^$$' -fuzz FuzzHandleMessage -fuzztime $(FUZZTIME) ./control/
+	$(GO) test -run '^$$' -fuzz FuzzHeaderTable -fuzztime $(FUZZTIME) ./prefetch/
 
 ## chaos: fault and TLS tests (issue #7) on a PRIVATE RabbitMQ node (chaos@localhost, 5680/5681)
 ##   and private FerretDB processes (27030 PostgreSQL backend, 27031 TLS), started and stopped by

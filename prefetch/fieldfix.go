@@ -255,14 +255,15 @@ func fixValue(t []byte, i, depth int) (int, bool) {
 	return end, true
 }
 
-// fixedSize is the size of a fixed-size field value of type typ, or -1.
+// fixedSize is the size of a fixed-size field value of type typ, or -1: the types amqp091
+// reads, and py-amqp's 'L' (amqp091 refuses the others, 'U' among them).
 func fixedSize(typ byte) int {
 	switch typ {
 	case 'V':
 		return 0
 	case 't', 'b', 'B':
 		return 1
-	case 'U', 'u', 's':
+	case 'u', 's':
 		return 2
 	case 'I', 'i', 'f':
 		return 4

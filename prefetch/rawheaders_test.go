@@ -190,3 +190,21 @@ func TestWrappedHeadersEqualAmqp091s(t *testing.T) {
 		t.Fatal("no delivery in 20 s")
 	}
 }
+
+// FuzzHeaderTable: whatever the bytes, decodeTable does not panic, and a table the frame
+// reader accepts for wrapping (fixTable) always decodes: an unwrapped delivery never
+// loses its headers.
+func FuzzHeaderTable(f *testing.F) {
+	f.Add(bytes.Join([][]byte{entry("task", 'S', longstr("proj.add")), entry("big", 'L', be64(1<<40)),
+		entry("l", 'A', longstr(string([]byte{'V', 't', 1}))), entry("s", 'F', longstr(string(entry("x", 'x', longstr("a")))))}, nil))
+	f.Add(entry("q", 'q', nil))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = decodeTable(b)
+		fixed := append([]byte(nil), b...)
+		if fixTable(fixed, 0) {
+			if _, err := decodeTable(fixed); err != nil {
+				t.Fatalf("accepted for wrapping but does not decode: %v (%q)", err, b)
+			}
+		}
+	})
+}
