@@ -28,15 +28,12 @@ func BenchmarkControlUnderLoad(b *testing.B) {
 	n := scaled(20000)
 	node := "flowbench@" + e.queue
 	// Two callbacks of 8 KiB each: the worker publishes 16 KiB for every task it takes.
-	const callbacks = 2
 	cb := map[string]any{"task": "ccworker.echo", "args": []any{strings.Repeat("x", 8<<10)}, "kwargs": map[string]any{},
 		"options": map[string]any{"queue": e.queue}, "subtask_type": nil, "immutable": true}
+	cbs := []any{cb, cb}
+	callbacks := len(cbs)
 	e.publishBacklog(b, n, func(i int) *protocol.Request {
 		id := fmt.Sprintf("%s-%08d", e.queue, i)
-		cbs := make([]any, callbacks)
-		for j := range cbs {
-			cbs[j] = cb
-		}
 		return &protocol.Request{ID: id, RootID: id, Task: "ccworker.noop", Args: []any{}, Kwargs: map[string]any{},
 			IgnoreResult: true, Callbacks: cbs}
 	})
@@ -59,14 +56,13 @@ func BenchmarkControlUnderLoad(b *testing.B) {
 		<-exited
 	}()
 	// The worker answers pings before it consumes: the first answered one starts the clock.
-	ping := func(timeout time.Duration) (time.Duration, bool) {
-		t0 := time.Now()
+	ping := func(timeout time.Duration) bool {
 		r, err := ctl.Broadcast(context.Background(), "ping", nil, []string{node}, timeout, 1)
-		return time.Since(t0), err == nil && len(r) == 1
+		return err == nil && len(r) == 1
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, ok := ping(time.Second); ok {
+		if ping(time.Second) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -91,8 +87,8 @@ func BenchmarkControlUnderLoad(b *testing.B) {
 		default:
 		}
 		t0 := time.Now()
-		rtt, ok := ping(5 * time.Second)
-		pings = append(pings, pingResult{t0, rtt, ok})
+		ok := ping(5 * time.Second)
+		pings = append(pings, pingResult{t0, time.Since(t0), ok})
 		time.Sleep(250 * time.Millisecond)
 	}
 	end := time.Now().Add(-3 * time.Second) // --max-idle: the worker left 3 s after its last task

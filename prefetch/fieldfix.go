@@ -149,8 +149,8 @@ func (c *fieldFixConn) wrapTable(at, n int) {
 // fixHeaderFrame walks a content header payload (class, weight, body size, property
 // flags, then the properties in flag order) to its headers table and fixes it in place.
 // ok says the payload has a headers table at p[at:] (its 4-byte length, then n bytes)
-// that parses as amqp091 parses tables: known types, at most maxTableDepth deep, fewer
-// than maxTableEntries entries in each table and array.
+// that parses as amqp091 parses tables: known types, at most maxTableDepth deep, at most
+// maxTableEntries entries in each table and array.
 func fixHeaderFrame(p []byte) (at, n int, ok bool) {
 	if len(p) < 14 {
 		return 0, 0, false

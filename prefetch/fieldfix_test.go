@@ -38,6 +38,22 @@ func entry(name string, typ byte, value []byte) []byte {
 	return append(append([]byte{byte(len(name))}, name...), append([]byte{typ}, value...)...)
 }
 
+// readThrough writes data from the broker's end of a pipe and returns what a fieldFixConn
+// (wrapping header tables when wrap is set) hands to amqp091.
+func readThrough(t *testing.T, wrap bool, data ...[]byte) []byte {
+	t.Helper()
+	server, client := net.Pipe()
+	go func() {
+		for _, d := range data {
+			_, _ = server.Write(d)
+		}
+		_ = server.Close()
+	}()
+	out, err := io.ReadAll(newFieldFixConn(client, wrap))
+	require.NoError(t, err)
+	return out
+}
+
 func TestFieldFixRewritesPyAmqpLongs(t *testing.T) {
 	big := make([]byte, 8)
 	binary.BigEndian.PutUint64(big, 1<<40)
@@ -55,13 +71,7 @@ func TestFieldFixRewritesPyAmqpLongs(t *testing.T) {
 	}, nil)
 	in := headerFrame(table)
 	heartbeat := []byte{8, 0, 0, 0, 0, 0, 0, frameEnd}
-	server, client := net.Pipe()
-	go func() {
-		_, _ = server.Write(append(append([]byte{}, in...), heartbeat...))
-		_ = server.Close()
-	}()
-	out, err := io.ReadAll(newFieldFixConn(client, false))
-	require.NoError(t, err)
+	out := readThrough(t, false, in, heartbeat)
 	require.Len(t, out, len(in)+len(heartbeat))
 	require.Equal(t, bytes.Count(in, []byte("L")), bytes.Count(out, []byte("L"))+3, "three 'L' types fixed")
 	require.Equal(t, 1, bytes.Count(out, []byte("LL")), "the string's bytes untouched")
@@ -69,15 +79,8 @@ func TestFieldFixRewritesPyAmqpLongs(t *testing.T) {
 }
 
 func TestFieldFixPassesNonFramesThrough(t *testing.T) {
-	server, client := net.Pipe()
 	refusal := []byte("AMQP\x00\x00\x09\x01")
-	go func() {
-		_, _ = server.Write(refusal)
-		_ = server.Close()
-	}()
-	out, err := io.ReadAll(newFieldFixConn(client, false))
-	require.NoError(t, err)
-	require.Equal(t, refusal, out)
+	require.Equal(t, refusal, readThrough(t, false, refusal))
 }
 
 // countingConn counts the read calls that reach the socket.

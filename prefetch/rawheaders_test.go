@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -93,15 +91,7 @@ func TestFieldFixWrapsValidTables(t *testing.T) {
 	full := headerFrame(entry("pad", 'S', longstr(strings.Repeat("x", frameMax-len(headerFrame(entry("pad", 'S', longstr("")))))))) // exactly frameMax
 	require.Len(t, full, frameMax)
 	frames := [][]byte{tuneFrame(frameMax), headerFrame(table), headerFrame(entry("q", 'q', nil)), headerFrame(deep), headerFrame(nil), full}
-	server, client := net.Pipe()
-	go func() {
-		for _, f := range frames {
-			_, _ = server.Write(f)
-		}
-		_ = server.Close()
-	}()
-	out, err := io.ReadAll(newFieldFixConn(client, true))
-	require.NoError(t, err)
+	out := readThrough(t, true, frames...)
 
 	out = out[len(frames[0]):] // the tune, as it was
 	wrapped := headers(t, out)
@@ -120,14 +110,7 @@ func TestFieldFixWrapsValidTables(t *testing.T) {
 // amqp091 enforces is unknown: nothing is wrapped.
 func TestFieldFixWrapsOnlyAfterTune(t *testing.T) {
 	frame := headerFrame(entry("task", 'S', longstr("proj.add")))
-	server, client := net.Pipe()
-	go func() {
-		_, _ = server.Write(frame)
-		_ = server.Close()
-	}()
-	out, err := io.ReadAll(newFieldFixConn(client, true))
-	require.NoError(t, err)
-	require.Equal(t, frame, out)
+	require.Equal(t, frame, readThrough(t, true, frame))
 }
 
 // headers parses the first frame of out as a content header and returns its table the
