@@ -138,9 +138,20 @@ func TestWrappedHeadersEqualAmqp091s(t *testing.T) {
 		"stamps": amqp.Table{"x": []any{"a", int32(1)}}, "stamped_headers": []any{}, "dec": amqp.Decimal{Scale: 1, Value: 5},
 		"ts": time.Unix(1700000000, 0), "small": int8(-3), "u8": byte(9), "i16": int16(-7), "nested": amqp.Table{},
 	}
+	// Confirmed: a Get on another channel must find them queued.
 	ch := b.channel()
+	require.NoError(t, ch.Confirm(false))
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 3))
 	for range 3 {
 		require.NoError(t, ch.Publish("", name, false, false, amqp.Publishing{Headers: h, Body: []byte("{}")}))
+	}
+	for range 3 {
+		select {
+		case c := <-confirms:
+			require.True(t, c.Ack, "publish nacked")
+		case <-time.After(10 * time.Second):
+			t.Fatal("publish not confirmed in 10 s")
+		}
 	}
 
 	plain := b.channel()
